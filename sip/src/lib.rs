@@ -1,0 +1,15 @@
+//! Tandem's SIP core (RFC 3261).
+//!
+//! The protocol core performs no I/O: messages ([`message`]), transactions ([`transaction`]),
+//! dialogs ([`dialog`]) and digest authentication with the registrar ([`auth`],
+//! [`registrar`]) are driven by `handle_*(now, input)` calls and drained with `poll_*`. Time is an
+//! argument, never read from the clock. The tokio shell ([`transport`], [`endpoint`]) is thin.
+//!
+//! `rsip` types never leave this crate: every other crate sees [`message::Request`],
+//! [`message::Response`], [`message::CallId`], [`message::Tag`] and [`message::Branch`].
+
+pub mod config;
+pub mod message;
+pub mod transaction;
+
+pub use config::Config;

@@ -1,0 +1,537 @@
+//! Typed core header values: Via, name-addr (From/To/Contact/Route), CSeq, and the identifier
+//! newtypes (Call-ID, tag, branch).
+
+use std::fmt;
+
+use super::method::Method;
+use super::parse::{is_token_char, Scanner};
+use super::uri::{Host, Uri};
+
+/// RFC 3261 §8.1.1.7: branches of compliant transactions start with this cookie.
+pub const BRANCH_MAGIC: &str = "z9hG4bK";
+
+/// One `;name[=value]` parameter. Names compare case-insensitively; values are kept as received
+/// (a quoted value keeps its quotes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Param {
+    /// The parameter name.
+    pub name: String,
+    /// The value, if the parameter has one.
+    pub value: Option<String>,
+}
+
+/// An ordered list of parameters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Params(pub Vec<Param>);
+
+impl Params {
+    /// The value of parameter `name`: `Some(None)` when present without a value.
+    pub fn get(&self, name: &str) -> Option<Option<&str>> {
+        self.0
+            .iter()
+            .find(|p| p.name.eq_ignore_ascii_case(name))
+            .map(|p| p.value.as_deref())
+    }
+
+    /// Whether parameter `name` is present.
+    pub fn contains(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// Sets (or replaces) parameter `name`.
+    pub fn set(&mut self, name: &str, value: Option<String>) {
+        match self
+            .0
+            .iter_mut()
+            .find(|p| p.name.eq_ignore_ascii_case(name))
+        {
+            Some(p) => p.value = value,
+            None => self.0.push(Param {
+                name: name.to_owned(),
+                value,
+            }),
+        }
+    }
+
+    /// Removes parameter `name`.
+    pub fn remove(&mut self, name: &str) {
+        self.0.retain(|p| !p.name.eq_ignore_ascii_case(name));
+    }
+
+    /// Parses `*( SEMI param )` at the scanner's position; stops at the first byte that does not
+    /// start a parameter (after optional whitespace).
+    pub(crate) fn parse(s: &mut Scanner<'_>, stop: &[u8]) -> Result<Params, &'static str> {
+        let mut params = Vec::new();
+        loop {
+            s.skip_lws();
+            if !s.eat(b';') {
+                return Ok(Params(params));
+            }
+            s.skip_lws();
+            let name = s.take_while(|b| is_token_char(b) && !stop.contains(&b));
+            if name.is_empty() {
+                return Err("empty parameter name");
+            }
+            s.skip_lws();
+            let value = if s.eat(b'=') {
+                s.skip_lws();
+                if s.peek() == Some(b'"') {
+                    Some(s.quoted_string()?.to_owned())
+                } else if s.peek() == Some(b'[') {
+                    // RFC 3261 §25.1: received/maddr may hold an IPv6 reference.
+                    Some(
+                        s.take_while(|b| b != b';' && b != b',' && b != b'>' && !is_lws(b))
+                            .to_owned(),
+                    )
+                } else {
+                    let v = s.take_while(|b| is_param_value_char(b) && !stop.contains(&b));
+                    if v.is_empty() {
+                        return Err("empty parameter value");
+                    }
+                    Some(v.to_owned())
+                }
+            } else {
+                None
+            };
+            if params.len() >= MAX_PARAMS {
+                return Err("too many parameters");
+            }
+            params.push(Param {
+                name: name.to_owned(),
+                value,
+            });
+        }
+    }
+}
+
+/// Bound on parameters per header value: a hostile peer must not make us allocate without limit.
+const MAX_PARAMS: usize = 64;
+
+fn is_lws(b: u8) -> bool {
+    b == b' ' || b == b'\t'
+}
+
+fn is_param_value_char(b: u8) -> bool {
+    // token plus the characters of IPv6 addresses and URI-ish values (RFC 3261 §25.1 gen-value,
+    // host and the unreserved/escaped paramchars).
+    is_token_char(b) || matches!(b, b':' | b'[' | b']' | b'/' | b'@' | b'&' | b'$' | b'+')
+}
+
+impl fmt::Display for Params {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for p in &self.0 {
+            match &p.value {
+                Some(v) => write!(f, ";{}={}", p.name, v)?,
+                None => write!(f, ";{}", p.name)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A transport token of a Via sent-protocol or a `transport=` URI parameter.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// UDP.
+    Udp,
+    /// TCP.
+    Tcp,
+    /// TLS.
+    Tls,
+    /// SCTP.
+    Sctp,
+    /// WebSocket (RFC 7118).
+    Ws,
+    /// Secure WebSocket (RFC 7118).
+    Wss,
+    /// Any other token.
+    Other(String),
+}
+
+impl Transport {
+    /// Parses a transport token, case-insensitively.
+    pub fn parse(token: &str) -> Transport {
+        match token.to_ascii_uppercase().as_str() {
+            "UDP" => Transport::Udp,
+            "TCP" => Transport::Tcp,
+            "TLS" => Transport::Tls,
+            "SCTP" => Transport::Sctp,
+            "WS" => Transport::Ws,
+            "WSS" => Transport::Wss,
+            _ => Transport::Other(token.to_owned()),
+        }
+    }
+
+    /// Whether the transport delivers reliably (no retransmission timers, RFC 3261 §17).
+    pub fn is_reliable(&self) -> bool {
+        !matches!(self, Transport::Udp)
+    }
+
+    /// The token as written in a Via.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Transport::Udp => "UDP",
+            Transport::Tcp => "TCP",
+            Transport::Tls => "TLS",
+            Transport::Sctp => "SCTP",
+            Transport::Ws => "WS",
+            Transport::Wss => "WSS",
+            Transport::Other(s) => s,
+        }
+    }
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One Via value: `SIP/2.0/<transport> host[:port] *(;param)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Via {
+    /// The transport of the sent-protocol.
+    pub transport: Transport,
+    /// The host of sent-by.
+    pub host: Host,
+    /// The port of sent-by, if given.
+    pub port: Option<u16>,
+    /// The via-params (branch, received, rport, maddr, ttl, extensions).
+    pub params: Params,
+}
+
+impl Via {
+    /// A Via for a request we send, with a fresh RFC 3261 branch and an empty `rport`
+    /// (RFC 3581 §3: ask the server to answer to the source port).
+    pub fn new(transport: Transport, host: Host, port: Option<u16>, branch: &Branch) -> Via {
+        let mut params = Params::default();
+        params.set("branch", Some(branch.as_str().to_owned()));
+        params.set("rport", None);
+        Via {
+            transport,
+            host,
+            port,
+            params,
+        }
+    }
+
+    /// The branch parameter, if any.
+    pub fn branch(&self) -> Option<Branch> {
+        self.params.get("branch").flatten().map(Branch::new)
+    }
+
+    /// The `received` parameter, if any.
+    pub fn received(&self) -> Option<&str> {
+        self.params.get("received").flatten()
+    }
+
+    /// The `rport` parameter: `Some(None)` when requested without value, `Some(Some(port))` when
+    /// filled in.
+    pub fn rport(&self) -> Option<Option<u16>> {
+        self.params
+            .get("rport")
+            .map(|v| v.and_then(|v| v.parse().ok()))
+    }
+
+    /// The `maddr` parameter, if any.
+    pub fn maddr(&self) -> Option<&str> {
+        self.params.get("maddr").flatten()
+    }
+
+    pub(crate) fn parse(s: &mut Scanner<'_>) -> Result<Via, &'static str> {
+        // RFC 3261 §25.1: sent-protocol = protocol-name SLASH protocol-version SLASH transport,
+        // where SLASH = SWS "/" SWS, so whitespace may surround each slash.
+        let name = s.token();
+        if !name.eq_ignore_ascii_case("SIP") {
+            return Err("Via protocol is not SIP");
+        }
+        s.skip_lws();
+        if !s.eat(b'/') {
+            return Err("malformed Via sent-protocol");
+        }
+        s.skip_lws();
+        if s.token() != "2.0" {
+            return Err("Via protocol version is not 2.0");
+        }
+        s.skip_lws();
+        if !s.eat(b'/') {
+            return Err("malformed Via sent-protocol");
+        }
+        s.skip_lws();
+        let transport = s.token();
+        if transport.is_empty() {
+            return Err("missing Via transport");
+        }
+        let transport = Transport::parse(transport);
+        if !s.skip_lws() {
+            return Err("missing space before Via sent-by");
+        }
+        let (host, port) = Host::parse_hostport(s).ok_or("malformed Via sent-by")?;
+        let params = Params::parse(s, b"")?;
+        // The branch must be a token when present (RFC 3261 §20.42).
+        if let Some(Some(b)) = params.get("branch") {
+            if b.is_empty() || !b.bytes().all(is_token_char) {
+                return Err("malformed Via branch");
+            }
+        }
+        Ok(Via {
+            transport,
+            host,
+            port,
+            params,
+        })
+    }
+}
+
+impl fmt::Display for Via {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SIP/2.0/{} {}", self.transport, self.host)?;
+        if let Some(port) = self.port {
+            write!(f, ":{port}")?;
+        }
+        write!(f, "{}", self.params)
+    }
+}
+
+/// A name-addr or addr-spec with header parameters: From, To, Contact, Route, Record-Route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameAddr {
+    /// The display name as received (quoted if it was quoted), if any.
+    pub display_name: Option<String>,
+    /// The URI.
+    pub uri: Uri,
+    /// The header parameters (after the `>`, or after an addr-spec).
+    pub params: Params,
+}
+
+impl NameAddr {
+    /// A name-addr with just a URI.
+    pub fn new(uri: Uri) -> NameAddr {
+        NameAddr {
+            display_name: None,
+            uri,
+            params: Params::default(),
+        }
+    }
+
+    /// The `tag` parameter (From/To).
+    pub fn tag(&self) -> Option<Tag> {
+        self.params.get("tag").flatten().map(Tag::new)
+    }
+
+    /// Sets the `tag` parameter.
+    pub fn set_tag(&mut self, tag: &Tag) {
+        self.params.set("tag", Some(tag.as_str().to_owned()));
+    }
+
+    pub(crate) fn parse(s: &mut Scanner<'_>) -> Result<NameAddr, &'static str> {
+        s.skip_lws();
+        let display_name = match s.peek() {
+            Some(b'"') => {
+                let q = s.quoted_string()?.to_owned();
+                s.skip_lws();
+                Some(q)
+            }
+            Some(b'<') => None,
+            _ => {
+                // Either `*(token LWS) <uri>` or a bare addr-spec. Look ahead for '<' before any
+                // ',' to tell them apart.
+                let rest = s.rest();
+                let lt = rest.iter().position(|&b| b == b'<');
+                let comma = rest.iter().position(|&b| b == b',');
+                match (lt, comma) {
+                    (Some(l), c) if c.is_none_or(|c| l < c) => {
+                        let name = std::str::from_utf8(&rest[..l])
+                            .map_err(|_| "display name is not UTF-8")?
+                            .trim_matches(|c| c == ' ' || c == '\t');
+                        if !name
+                            .split([' ', '\t'])
+                            .filter(|w| !w.is_empty())
+                            .all(|w| w.bytes().all(is_token_char))
+                        {
+                            return Err("malformed display name");
+                        }
+                        s.advance(l);
+                        (!name.is_empty()).then(|| name.to_owned())
+                    }
+                    _ => None,
+                }
+            }
+        };
+        if s.eat(b'<') {
+            let inner = s.take_while(|b| b != b'>');
+            if !s.eat(b'>') {
+                return Err("unterminated '<' in address");
+            }
+            let uri = Uri::parse(inner.trim()).map_err(|_| "malformed URI in address")?;
+            let params = Params::parse(s, b",")?;
+            Ok(NameAddr {
+                display_name,
+                uri,
+                params,
+            })
+        } else {
+            if display_name.is_some() {
+                return Err("display name without '<uri>'");
+            }
+            // RFC 3261 §20: in an addr-spec, ';' starts header parameters, and the URI may not
+            // contain ',', ';' or '?'.
+            let raw = s.take_while(|b| b != b';' && b != b',' && !is_lws(b));
+            let uri = Uri::parse(raw).map_err(|_| "malformed URI in address")?;
+            let params = Params::parse(s, b",")?;
+            Ok(NameAddr {
+                display_name,
+                uri,
+                params,
+            })
+        }
+    }
+}
+
+impl fmt::Display for NameAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(name) = &self.display_name {
+            write!(f, "{name} ")?;
+        }
+        write!(f, "<{}>{}", self.uri, self.params)
+    }
+}
+
+/// The Contact header: a list of addresses, or `*` (REGISTER only, RFC 3261 §10.2.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Contact {
+    /// `Contact: *`.
+    Wildcard,
+    /// Zero or more addresses.
+    Addresses(Vec<NameAddr>),
+}
+
+impl Contact {
+    /// The addresses (empty for the wildcard).
+    pub fn addresses(&self) -> &[NameAddr] {
+        match self {
+            Contact::Wildcard => &[],
+            Contact::Addresses(a) => a,
+        }
+    }
+
+    /// Whether no Contact header is present.
+    pub fn is_empty(&self) -> bool {
+        matches!(self, Contact::Addresses(a) if a.is_empty())
+    }
+}
+
+/// The CSeq header: sequence number and method.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CSeq {
+    /// The sequence number (less than 2**31, RFC 3261 §8.1.1.5).
+    pub seq: u32,
+    /// The method.
+    pub method: Method,
+}
+
+impl CSeq {
+    pub(crate) fn parse(value: &str) -> Result<CSeq, &'static str> {
+        let mut parts = value.split([' ', '\t']).filter(|p| !p.is_empty());
+        let seq = parts.next().ok_or("empty CSeq")?;
+        if seq.is_empty() || seq.len() > 10 || !seq.bytes().all(|b| b.is_ascii_digit()) {
+            return Err("malformed CSeq number");
+        }
+        let seq: u64 = seq.parse().map_err(|_| "malformed CSeq number")?;
+        if seq >= 1 << 31 {
+            return Err("CSeq number out of range");
+        }
+        let method = parts
+            .next()
+            .and_then(Method::parse)
+            .ok_or("malformed CSeq method")?;
+        if parts.next().is_some() {
+            return Err("trailing data in CSeq");
+        }
+        Ok(CSeq {
+            // Invariant: checked < 2**31 above.
+            seq: seq as u32,
+            method,
+        })
+    }
+}
+
+impl fmt::Display for CSeq {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.seq, self.method)
+    }
+}
+
+macro_rules! string_newtype {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Wraps a value received or chosen elsewhere.
+            pub fn new(value: impl Into<String>) -> Self {
+                $name(value.into())
+            }
+
+            /// The value as text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+string_newtype!(
+    /// A Call-ID.
+    CallId
+);
+string_newtype!(
+    /// A From/To tag.
+    Tag
+);
+string_newtype!(
+    /// A Via branch.
+    Branch
+);
+
+impl CallId {
+    /// A fresh, globally unique Call-ID (RFC 3261 §8.1.1.4), 128 random bits.
+    pub fn random() -> CallId {
+        CallId(random_hex(16))
+    }
+}
+
+impl Tag {
+    /// A fresh tag with 64 random bits (RFC 3261 §19.3 asks for at least 32).
+    pub fn random() -> Tag {
+        Tag(random_hex(8))
+    }
+}
+
+impl Branch {
+    /// A fresh RFC 3261 branch: the magic cookie and 96 random bits.
+    pub fn random() -> Branch {
+        Branch(format!("{BRANCH_MAGIC}{}", random_hex(12)))
+    }
+
+    /// Whether the branch carries the RFC 3261 magic cookie (else the peer is RFC 2543-era and
+    /// transaction matching falls back to §17.2.3's older rules).
+    pub fn is_rfc3261(&self) -> bool {
+        self.0.starts_with(BRANCH_MAGIC)
+    }
+}
+
+fn random_hex(bytes: usize) -> String {
+    use rand::RngCore;
+    let mut buf = [0u8; 16];
+    let buf = &mut buf[..bytes.min(16)];
+    rand::rng().fill_bytes(buf);
+    hex::encode(buf)
+}

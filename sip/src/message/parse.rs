@@ -1,0 +1,685 @@
+//! The message parser: start line, header unfolding and compact names (RFC 3261 §7.3), typed core
+//! headers, and Content-Length checks (§18.3, §20.14).
+//!
+//! Parsing never panics and never allocates more than a bounded multiple of the input. A failure
+//! is a [`ParseError`]; for a request whose Via, From, To, Call-ID and CSeq lines could be read, it
+//! can produce the 400 (or 505) that RFC 3261 §8.2 and §21.5.20 ask for.
+
+use bytes::Bytes;
+
+use super::header::{CSeq, CallId, Contact, NameAddr, Via};
+use super::method::{Method, StatusCode};
+use super::uri::Uri;
+use super::{Headers, Message, Request, Response};
+
+/// Bound on header fields per message (after splitting comma-separated lists).
+const MAX_HEADERS: usize = 256;
+
+/// Why a message could not be parsed. The text of each variant is used as the reason phrase of
+/// the 400 it causes, so it names the problem for the peer's log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseErrorKind {
+    /// No blank line ends the header section.
+    #[error("Incomplete Message")]
+    Incomplete,
+    /// The header section is not UTF-8 text.
+    #[error("Header Section Not UTF-8")]
+    NotUtf8,
+    /// The request or status line does not follow the grammar.
+    #[error("Malformed Start Line")]
+    StartLine,
+    /// The request line's version is not SIP/2.0.
+    #[error("Version Not Supported")]
+    Version,
+    /// The Request-URI does not parse.
+    #[error("Malformed Request-URI")]
+    RequestUri,
+    /// A header line has no name or no colon.
+    #[error("Malformed Header Line")]
+    HeaderLine,
+    /// More header fields than we accept.
+    #[error("Too Many Header Fields")]
+    TooManyHeaders,
+    /// A mandatory header is missing.
+    #[error("Missing {0} Header")]
+    Missing(&'static str),
+    /// A header that may appear once appears more than once.
+    #[error("Duplicate {0} Header")]
+    Duplicate(&'static str),
+    /// A core header's value does not parse.
+    #[error("Malformed {0} Header")]
+    Header(&'static str),
+    /// Content-Length promises more bytes than the message carries (RFC 3261 §18.3).
+    #[error("Content-Length Larger Than Body")]
+    ContentLengthTooLarge,
+    /// CSeq's method differs from the request method (RFC 3261 §8.1.1.5).
+    #[error("CSeq Method Does Not Match Request Method")]
+    CSeqMismatch,
+}
+
+/// A parse failure, with what is needed to answer it when the message was a request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{kind}{}", detail.map(|d| format!(" ({d})")).unwrap_or_default())]
+pub struct ParseError {
+    /// What went wrong.
+    pub kind: ParseErrorKind,
+    /// A finer description for logs (never sent on the wire).
+    pub detail: Option<&'static str>,
+    echo: Option<Echo>,
+}
+
+/// The raw header lines a response to a malformed request must copy (RFC 3261 §8.2.6.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Echo {
+    via: Vec<String>,
+    from: String,
+    to: String,
+    call_id: String,
+    cseq: String,
+}
+
+impl ParseError {
+    fn new(kind: ParseErrorKind) -> ParseError {
+        ParseError {
+            kind,
+            detail: None,
+            echo: None,
+        }
+    }
+
+    fn detailed(kind: ParseErrorKind, detail: &'static str) -> ParseError {
+        ParseError {
+            kind,
+            detail: Some(detail),
+            echo: None,
+        }
+    }
+
+    /// The response to send for this failure: 505 for a bad version, else 400 with a reason
+    /// phrase naming the problem. `None` when no response is possible (the message was a
+    /// response, or the headers a response must copy are themselves unreadable): RFC 3261 §18.3
+    /// then says to discard it.
+    pub fn reply(&self) -> Option<Vec<u8>> {
+        let echo = self.echo.as_ref()?;
+        let status = if self.kind == ParseErrorKind::Version {
+            StatusCode::VERSION_NOT_SUPPORTED
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        let mut out = Vec::with_capacity(512);
+        out.extend_from_slice(format!("SIP/2.0 {} {}\r\n", status.code(), self.kind).as_bytes());
+        for v in &echo.via {
+            out.extend_from_slice(format!("Via: {v}\r\n").as_bytes());
+        }
+        let mut to = echo.to.clone();
+        if !to.to_ascii_lowercase().contains("tag=") {
+            to.push_str(";tag=");
+            to.push_str(super::header::Tag::random().as_str());
+        }
+        for (name, value) in [
+            ("From", echo.from.as_str()),
+            ("To", to.as_str()),
+            ("Call-ID", echo.call_id.as_str()),
+            ("CSeq", echo.cseq.as_str()),
+        ] {
+            out.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+        }
+        out.extend_from_slice(b"Content-Length: 0\r\n\r\n");
+        Some(out)
+    }
+}
+
+/// Parses one complete message: a datagram, or one message cut out of a stream by the framer.
+///
+/// Leading CRLFs are skipped (RFC 3261 §7.5). For a datagram, bytes beyond Content-Length are
+/// discarded and a Content-Length larger than what is left is an error (§18.3); a missing
+/// Content-Length means the body is the rest of the datagram.
+pub fn parse(input: &[u8]) -> Result<Message, ParseError> {
+    let start = input
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(input.len());
+    let input = &input[start..];
+    let head_len = find_head_end(input).ok_or(ParseError::new(ParseErrorKind::Incomplete))?;
+    let head = std::str::from_utf8(&input[..head_len])
+        .map_err(|_| ParseError::new(ParseErrorKind::NotUtf8))?;
+    let rest = &input[head_len + 4..];
+
+    let (start_line, header_text) = match head.find("\r\n") {
+        Some(i) => (&head[..i], &head[i + 2..]),
+        None => (head, ""),
+    };
+    let start = parse_start_line(start_line);
+    let raw = split_header_lines(header_text)?;
+
+    // Capture what a 400 must echo before validating anything else, so that every later
+    // failure of a request can still be answered.
+    let echo = match &start {
+        Ok(Start::Request { .. }) | Err(_) if looks_like_request(start_line) => echo_of(&raw),
+        _ => None,
+    };
+    let with_echo = |mut e: ParseError| {
+        e.echo = echo.clone();
+        e
+    };
+
+    let start = start.map_err(with_echo)?;
+    let (headers, content_length) = build_headers(&raw, &start).map_err(with_echo)?;
+
+    let body = match content_length {
+        Some(len) if len > rest.len() => {
+            return Err(with_echo(ParseError::new(
+                ParseErrorKind::ContentLengthTooLarge,
+            )))
+        }
+        Some(len) => Bytes::copy_from_slice(&rest[..len]),
+        None => Bytes::copy_from_slice(rest),
+    };
+
+    Ok(match start {
+        Start::Request { method, uri } => Message::Request(Request {
+            method,
+            uri,
+            headers,
+            body,
+        }),
+        Start::Response { status, reason } => Message::Response(Response {
+            status,
+            reason: reason.to_owned(),
+            headers,
+            body,
+        }),
+    })
+}
+
+/// The index of the `\r\n\r\n` that ends the header section.
+pub(crate) fn find_head_end(input: &[u8]) -> Option<usize> {
+    input.windows(4).position(|w| w == b"\r\n\r\n")
+}
+
+/// Whether `b` is a `token` character (RFC 3261 §25.1).
+pub fn is_token_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+        )
+}
+
+enum Start<'a> {
+    Request { method: Method, uri: Uri },
+    Response { status: StatusCode, reason: &'a str },
+}
+
+fn looks_like_request(line: &str) -> bool {
+    !line
+        .get(..4)
+        .is_some_and(|p| p.eq_ignore_ascii_case("SIP/"))
+}
+
+fn parse_start_line(line: &str) -> Result<Start<'_>, ParseError> {
+    use ParseErrorKind::*;
+    if !looks_like_request(line) {
+        // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
+        let mut parts = line.splitn(3, ' ');
+        let version = parts.next().unwrap_or_default();
+        if !version.eq_ignore_ascii_case(super::SIP_VERSION) {
+            return Err(ParseError::new(Version));
+        }
+        let code = parts.next().unwrap_or_default();
+        if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(ParseError::detailed(StartLine, "bad status code"));
+        }
+        let status = code
+            .parse()
+            .ok()
+            .and_then(StatusCode::new)
+            .ok_or(ParseError::detailed(StartLine, "status code out of range"))?;
+        let reason = parts.next().unwrap_or_default();
+        if reason.bytes().any(|b| b == b'\r' || b == b'\n') {
+            return Err(ParseError::new(StartLine));
+        }
+        return Ok(self::Start::Response { status, reason });
+    }
+    // Request-Line = Method SP Request-URI SP SIP-Version: exactly single spaces (§7.1).
+    let parts: Vec<&str> = line.split(' ').collect();
+    let [method, uri, version] = parts[..] else {
+        return Err(ParseError::detailed(
+            StartLine,
+            "request line needs three elements",
+        ));
+    };
+    let method = Method::parse(method).ok_or(ParseError::detailed(StartLine, "bad method"))?;
+    let uri = Uri::parse(uri).map_err(|d| ParseError::detailed(RequestUri, d))?;
+    if !version.eq_ignore_ascii_case(super::SIP_VERSION) {
+        let well_formed = version
+            .get(..4)
+            .is_some_and(|p| p.eq_ignore_ascii_case("SIP/"))
+            && version[4..].split_once('.').is_some_and(|(a, b)| {
+                !a.is_empty()
+                    && !b.is_empty()
+                    && a.bytes().chain(b.bytes()).all(|c| c.is_ascii_digit())
+            });
+        return Err(if well_formed {
+            ParseError::new(Version)
+        } else {
+            ParseError::detailed(StartLine, "malformed version")
+        });
+    }
+    Ok(self::Start::Request { method, uri })
+}
+
+/// One logical header line: canonical name and unfolded, trimmed value.
+struct RawHeader<'a> {
+    name: &'static str,
+    other_name: &'a str,
+    value: String,
+}
+
+impl RawHeader<'_> {
+    fn name(&self) -> &str {
+        if self.name.is_empty() {
+            self.other_name
+        } else {
+            self.name
+        }
+    }
+}
+
+fn split_header_lines(text: &str) -> Result<Vec<RawHeader<'_>>, ParseError> {
+    use ParseErrorKind::*;
+    let mut out: Vec<RawHeader<'_>> = Vec::new();
+    if text.is_empty() {
+        return Ok(out);
+    }
+    for line in text.split("\r\n") {
+        if line.starts_with([' ', '\t']) {
+            // RFC 3261 §7.3.1: a line starting with whitespace continues the previous one; the
+            // fold is equivalent to a single SP.
+            let prev = out.last_mut().ok_or(ParseError::detailed(
+                HeaderLine,
+                "continuation before first header",
+            ))?;
+            let cont = line.trim_matches([' ', '\t']);
+            if !cont.is_empty() {
+                if !prev.value.is_empty() {
+                    prev.value.push(' ');
+                }
+                prev.value.push_str(cont);
+            }
+            continue;
+        }
+        let colon = line
+            .find(':')
+            .ok_or(ParseError::detailed(HeaderLine, "no colon"))?;
+        // Whitespace is allowed between the name and the colon (§7.3.1).
+        let name = line[..colon].trim_end_matches([' ', '\t']);
+        if name.is_empty() || !name.bytes().all(is_token_char) {
+            return Err(ParseError::detailed(HeaderLine, "bad header name"));
+        }
+        if out.len() >= MAX_HEADERS {
+            return Err(ParseError::new(TooManyHeaders));
+        }
+        let canonical = canonical_name(name);
+        out.push(RawHeader {
+            name: canonical.unwrap_or(""),
+            other_name: name,
+            value: line[colon + 1..].trim_matches([' ', '\t']).to_owned(),
+        });
+    }
+    Ok(out)
+}
+
+/// Canonical spelling of known header names, with compact forms expanded (RFC 3261 §7.3.3 and
+/// the IANA registry's compact forms).
+fn canonical_name(name: &str) -> Option<&'static str> {
+    const KNOWN: &[(&str, &str)] = &[
+        ("i", "Call-ID"),
+        ("m", "Contact"),
+        ("e", "Content-Encoding"),
+        ("l", "Content-Length"),
+        ("c", "Content-Type"),
+        ("f", "From"),
+        ("s", "Subject"),
+        ("k", "Supported"),
+        ("t", "To"),
+        ("v", "Via"),
+        ("o", "Event"),
+        ("r", "Refer-To"),
+        ("b", "Referred-By"),
+        ("u", "Allow-Events"),
+        ("x", "Session-Expires"),
+    ];
+    const FULL: &[&str] = &[
+        "Accept",
+        "Accept-Encoding",
+        "Accept-Language",
+        "Alert-Info",
+        "Allow",
+        "Allow-Events",
+        "Authentication-Info",
+        "Authorization",
+        "Call-ID",
+        "Call-Info",
+        "Contact",
+        "Content-Disposition",
+        "Content-Encoding",
+        "Content-Language",
+        "Content-Length",
+        "Content-Type",
+        "CSeq",
+        "Date",
+        "Error-Info",
+        "Event",
+        "Expires",
+        "From",
+        "In-Reply-To",
+        "Max-Forwards",
+        "Min-Expires",
+        "MIME-Version",
+        "Organization",
+        "Priority",
+        "Proxy-Authenticate",
+        "Proxy-Authorization",
+        "Proxy-Require",
+        "Record-Route",
+        "Refer-To",
+        "Referred-By",
+        "Reply-To",
+        "Require",
+        "Retry-After",
+        "Route",
+        "Server",
+        "Session-Expires",
+        "Subject",
+        "Supported",
+        "Timestamp",
+        "To",
+        "Unsupported",
+        "User-Agent",
+        "Via",
+        "Warning",
+        "WWW-Authenticate",
+    ];
+    if name.len() == 1 {
+        return KNOWN
+            .iter()
+            .find(|(c, _)| c.eq_ignore_ascii_case(name))
+            .map(|(_, full)| *full);
+    }
+    FULL.iter().find(|f| f.eq_ignore_ascii_case(name)).copied()
+}
+
+fn echo_of(raw: &[RawHeader<'_>]) -> Option<Echo> {
+    let one = |name: &str| -> Option<String> {
+        let mut it = raw.iter().filter(|h| h.name == name);
+        let first = it.next()?;
+        it.next().is_none().then(|| first.value.clone())
+    };
+    let via: Vec<String> = raw
+        .iter()
+        .filter(|h| h.name == "Via")
+        .map(|h| h.value.clone())
+        .collect();
+    if via.is_empty() {
+        return None;
+    }
+    Some(Echo {
+        via,
+        from: one("From")?,
+        to: one("To")?,
+        call_id: one("Call-ID")?,
+        cseq: one("CSeq")?,
+    })
+}
+
+fn build_headers(
+    raw: &[RawHeader<'_>],
+    start: &Start<'_>,
+) -> Result<(Headers, Option<usize>), ParseError> {
+    use ParseErrorKind::*;
+    let mut via = Vec::new();
+    let mut from = None;
+    let mut to = None;
+    let mut call_id = None;
+    let mut cseq = None;
+    let mut max_forwards = None;
+    let mut contact: Option<Contact> = None;
+    let mut route = Vec::new();
+    let mut record_route = Vec::new();
+    let mut content_length: Option<usize> = None;
+    let mut other = Vec::new();
+
+    fn single<T>(slot: &mut Option<T>, value: T, name: &'static str) -> Result<(), ParseError> {
+        if slot.is_some() {
+            return Err(ParseError::new(Duplicate(name)));
+        }
+        *slot = Some(value);
+        Ok(())
+    }
+
+    for h in raw {
+        let v = h.value.as_str();
+        match h.name {
+            "Via" => list(v, &mut via, Via::parse, "Via")?,
+            "From" => single(&mut from, name_addr(v, "From")?, "From")?,
+            "To" => single(&mut to, name_addr(v, "To")?, "To")?,
+            "Call-ID" => {
+                // RFC 3261 §25.1: callid = word [ "@" word ], no whitespace.
+                if v.is_empty() || v.bytes().any(|b| b <= b' ' || b >= 0x7f) {
+                    return Err(ParseError::new(Header("Call-ID")));
+                }
+                single(&mut call_id, CallId::new(v), "Call-ID")?
+            }
+            "CSeq" => single(
+                &mut cseq,
+                CSeq::parse(v).map_err(|d| ParseError::detailed(Header("CSeq"), d))?,
+                "CSeq",
+            )?,
+            "Max-Forwards" => {
+                let n = (!v.is_empty() && v.len() <= 9 && v.bytes().all(|b| b.is_ascii_digit()))
+                    .then(|| v.parse::<u32>().ok())
+                    .flatten()
+                    .ok_or(ParseError::new(Header("Max-Forwards")))?;
+                single(&mut max_forwards, n, "Max-Forwards")?
+            }
+            "Contact" => {
+                if v == "*" {
+                    if contact.is_some() {
+                        return Err(ParseError::detailed(
+                            Header("Contact"),
+                            "wildcard with others",
+                        ));
+                    }
+                    contact = Some(Contact::Wildcard);
+                } else {
+                    let list_so_far = match contact.take() {
+                        None => Vec::new(),
+                        Some(Contact::Addresses(a)) => a,
+                        Some(Contact::Wildcard) => {
+                            return Err(ParseError::detailed(
+                                Header("Contact"),
+                                "wildcard with others",
+                            ))
+                        }
+                    };
+                    let mut addrs = list_so_far;
+                    list(v, &mut addrs, NameAddr::parse, "Contact")?;
+                    contact = Some(Contact::Addresses(addrs));
+                }
+            }
+            "Route" => list(v, &mut route, NameAddr::parse, "Route")?,
+            "Record-Route" => list(v, &mut record_route, NameAddr::parse, "Record-Route")?,
+            "Content-Length" => {
+                let n = (!v.is_empty() && v.len() <= 9 && v.bytes().all(|b| b.is_ascii_digit()))
+                    .then(|| v.parse::<usize>().ok())
+                    .flatten()
+                    .ok_or(ParseError::new(Header("Content-Length")))?;
+                if content_length.is_some_and(|c| c != n) {
+                    return Err(ParseError::new(Duplicate("Content-Length")));
+                }
+                content_length = Some(n);
+            }
+            _ => other.push((h.name().to_owned(), h.value.clone())),
+        }
+    }
+
+    if via.is_empty() {
+        return Err(ParseError::new(Missing("Via")));
+    }
+    let from = from.ok_or(ParseError::new(Missing("From")))?;
+    let to = to.ok_or(ParseError::new(Missing("To")))?;
+    let call_id = call_id.ok_or(ParseError::new(Missing("Call-ID")))?;
+    let cseq = cseq.ok_or(ParseError::new(Missing("CSeq")))?;
+    if let Start::Request { method, .. } = start {
+        if &cseq.method != method {
+            return Err(ParseError::new(CSeqMismatch));
+        }
+    }
+    Ok((
+        Headers {
+            via,
+            from,
+            to,
+            call_id,
+            cseq,
+            max_forwards,
+            contact: contact.unwrap_or(Contact::Addresses(Vec::new())),
+            route,
+            record_route,
+            other,
+        },
+        content_length,
+    ))
+}
+
+fn name_addr(v: &str, name: &'static str) -> Result<NameAddr, ParseError> {
+    let mut s = Scanner::new(v);
+    let a = NameAddr::parse(&mut s)
+        .map_err(|d| ParseError::detailed(ParseErrorKind::Header(name), d))?;
+    s.skip_lws();
+    if !s.is_empty() {
+        return Err(ParseError::detailed(
+            ParseErrorKind::Header(name),
+            "trailing data",
+        ));
+    }
+    Ok(a)
+}
+
+/// Parses a comma-separated list of values (RFC 3261 §7.3.1) into `out`.
+fn list<T>(
+    v: &str,
+    out: &mut Vec<T>,
+    parse_one: fn(&mut Scanner<'_>) -> Result<T, &'static str>,
+    name: &'static str,
+) -> Result<(), ParseError> {
+    let err = |d| ParseError::detailed(ParseErrorKind::Header(name), d);
+    let mut s = Scanner::new(v);
+    loop {
+        s.skip_lws();
+        if out.len() >= MAX_HEADERS {
+            return Err(ParseError::new(ParseErrorKind::TooManyHeaders));
+        }
+        out.push(parse_one(&mut s).map_err(err)?);
+        s.skip_lws();
+        if s.is_empty() {
+            return Ok(());
+        }
+        if !s.eat(b',') {
+            return Err(err("unexpected character"));
+        }
+    }
+}
+
+/// A cursor over a header value. Values are already unfolded, so whitespace is SP or HT only.
+pub(crate) struct Scanner<'a> {
+    text: &'a str,
+    pos: usize,
+}
+
+impl<'a> Scanner<'a> {
+    pub(crate) fn new(text: &'a str) -> Scanner<'a> {
+        Scanner { text, pos: 0 }
+    }
+
+    pub(crate) fn peek(&self) -> Option<u8> {
+        self.text.as_bytes().get(self.pos).copied()
+    }
+
+    pub(crate) fn eat(&mut self, b: u8) -> bool {
+        if self.peek() == Some(b) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Skips SP/HT; returns whether any was skipped.
+    pub(crate) fn skip_lws(&mut self) -> bool {
+        let before = self.pos;
+        while matches!(self.peek(), Some(b' ' | b'\t')) {
+            self.pos += 1;
+        }
+        self.pos > before
+    }
+
+    /// Takes the longest prefix of ASCII bytes satisfying `f`.
+    pub(crate) fn take_while(&mut self, f: impl Fn(u8) -> bool) -> &'a str {
+        let bytes = self.text.as_bytes();
+        let start = self.pos;
+        while self.pos < bytes.len() && bytes[self.pos].is_ascii() && f(bytes[self.pos]) {
+            self.pos += 1;
+        }
+        // Only ASCII bytes were consumed, so both ends are char boundaries.
+        &self.text[start..self.pos]
+    }
+
+    pub(crate) fn token(&mut self) -> &'a str {
+        self.take_while(is_token_char)
+    }
+
+    /// A quoted-string, returned with its quotes; backslash escapes are honoured (§25.1).
+    pub(crate) fn quoted_string(&mut self) -> Result<&'a str, &'static str> {
+        let start = self.pos;
+        if !self.eat(b'"') {
+            return Err("expected quoted string");
+        }
+        let bytes = self.text.as_bytes();
+        while self.pos < bytes.len() {
+            match bytes[self.pos] {
+                b'"' => {
+                    self.pos += 1;
+                    return Ok(&self.text[start..self.pos]);
+                }
+                b'\\' => {
+                    // quoted-pair excludes CR and LF (%x0A, %x0D).
+                    match bytes.get(self.pos + 1) {
+                        Some(b'\r' | b'\n') | None => return Err("bad escape in quoted string"),
+                        Some(_) => self.pos += 2,
+                    }
+                }
+                _ => self.pos += 1,
+            }
+        }
+        Err("unterminated quoted string")
+    }
+
+    pub(crate) fn rest(&self) -> &'a [u8] {
+        &self.text.as_bytes()[self.pos.min(self.text.len())..]
+    }
+
+    pub(crate) fn rest_str(&self) -> &'a str {
+        self.text.get(self.pos..).unwrap_or_default()
+    }
+
+    /// Advances `n` bytes; callers only advance over ASCII they have inspected.
+    pub(crate) fn advance(&mut self, n: usize) {
+        self.pos = (self.pos + n).min(self.text.len());
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.pos >= self.text.len()
+    }
+}
