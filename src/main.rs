@@ -1,1 +1,26 @@
-fn main() {}
+//! The `tandem` binary: parses the command line, loads the configuration (bad configuration exits
+//! with 64 and a message naming the key) and runs the chosen command.
+
+use std::process::ExitCode;
+
+use tandem::cli::{self, Cli, Command};
+use tandem::logging;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse_or_exit();
+    match &cli.command {
+        Command::CheckConfig(args) => {
+            cli::check_config(&args.file, &mut std::io::stdout(), &mut std::io::stderr())
+        }
+        Command::Serve(args) => {
+            let config = match cli::load_for_serve(&cli, args) {
+                Ok(config) => config,
+                Err(status) => return status,
+            };
+            logging::init(config.log.format);
+            tracing::info!(config = ?config.source, "configuration loaded");
+            println!("serve: not wired yet");
+            ExitCode::SUCCESS
+        }
+    }
+}

@@ -8,8 +8,13 @@
 //! `rsip` types never leave this crate: every other crate sees [`message::Request`],
 //! [`message::Response`], [`message::CallId`], [`message::Tag`] and [`message::Branch`].
 
+pub mod auth;
 pub mod config;
+pub mod dialog;
+pub mod endpoint;
 pub mod message;
+pub mod registrar;
 pub mod transaction;
+pub mod transport;
 
 pub use config::Config;

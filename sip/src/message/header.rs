@@ -377,6 +377,11 @@ impl NameAddr {
             // RFC 3261 §20: in an addr-spec, ';' starts header parameters, and the URI may not
             // contain ',', ';' or '?'.
             let raw = s.take_while(|b| b != b';' && b != b',' && !is_lws(b));
+            if raw.contains('?') {
+                // RFC 3261 §20.10: a URI with ',', ';' or '?' MUST be enclosed in <> (RFC 4475
+                // §3.1.2.13).
+                return Err("URI with '?' outside <>");
+            }
             let uri = Uri::parse(raw).map_err(|_| "malformed URI in address")?;
             let params = Params::parse(s, b",")?;
             Ok(NameAddr {

@@ -251,6 +251,11 @@ fn parse_start_line(line: &str) -> Result<Start<'_>, ParseError> {
     };
     let method = Method::parse(method).ok_or(ParseError::detailed(StartLine, "bad method"))?;
     let uri = Uri::parse(uri).map_err(|d| ParseError::detailed(RequestUri, d))?;
+    // RFC 3261 §19.1.1 (Table 1): URI headers are not allowed in a Request-URI; RFC 4475
+    // §3.1.2.11 lets us reject such a request with a 400.
+    if uri.as_sip().is_some_and(|u| u.headers.is_some()) {
+        return Err(ParseError::detailed(RequestUri, "headers in Request-URI"));
+    }
     if !version.eq_ignore_ascii_case(super::SIP_VERSION) {
         let well_formed = version
             .get(..4)
@@ -293,6 +298,11 @@ fn split_header_lines(text: &str) -> Result<Vec<RawHeader<'_>>, ParseError> {
         return Ok(out);
     }
     for line in text.split("\r\n") {
+        // Lines end only with CRLF (RFC 3261 §7.3.1). A bare CR or LF inside a line is refused, so
+        // that no element that splits lines differently can be made to see other headers.
+        if line.bytes().any(|b| b == b'\r' || b == b'\n') {
+            return Err(ParseError::detailed(HeaderLine, "bare CR or LF"));
+        }
         if line.starts_with([' ', '\t']) {
             // RFC 3261 §7.3.1: a line starting with whitespace continues the previous one; the
             // fold is equivalent to a single SP.
@@ -411,10 +421,12 @@ fn canonical_name(name: &str) -> Option<&'static str> {
 }
 
 fn echo_of(raw: &[RawHeader<'_>]) -> Option<Echo> {
+    // When a single-value header is repeated (RFC 4475 §3.3.8), the first value is echoed so that
+    // the 400 can still be sent.
     let one = |name: &str| -> Option<String> {
-        let mut it = raw.iter().filter(|h| h.name == name);
-        let first = it.next()?;
-        it.next().is_none().then(|| first.value.clone())
+        raw.iter()
+            .find(|h| h.name == name)
+            .map(|h| h.value.clone())
     };
     let via: Vec<String> = raw
         .iter()

@@ -1,0 +1,824 @@
+//! The endpoint's state and decisions, driven by `handle_*(now, ..)` and drained with
+//! `poll_transmit`/`poll_timeout`. No sockets, no clock: the shell in `super::run` does that.
+
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use super::{CallEvent, ClientEvent, Command, IncomingCall, Origin, Shared};
+use crate::auth::{Challenger, Verdict};
+use crate::config::{Config, ListenTransport, User};
+use crate::message::{
+    CallId, Headers, Message, Method, Request, Response, Scheme, StatusCode, Tag,
+};
+use crate::transaction::{
+    ClientInvite, ClientNonInvite, Event, Key, ServerInvite, ServerNonInvite, Timers,
+};
+use crate::transport::{Inbound, Target};
+
+/// Methods we implement, for Allow (RFC 3261 §20.5).
+pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER, INFO";
+/// Retry-After sent with 503 while draining (seconds).
+const DRAIN_RETRY_AFTER: u32 = 30;
+/// Nonce lifetime for digest challenges.
+const NONCE_LIFETIME: Duration = Duration::from_secs(300);
+
+enum ServerTransaction {
+    Invite(ServerInvite),
+    NonInvite(ServerNonInvite),
+}
+
+enum ClientTransaction {
+    Invite(ClientInvite),
+    NonInvite(ClientNonInvite),
+}
+
+/// Delegates the shared sans-IO surface of the two transaction kinds of one side.
+macro_rules! delegate {
+    ($value:expr, $t:ident => $body:expr) => {
+        match $value {
+            Self::Invite($t) => $body,
+            Self::NonInvite($t) => $body,
+        }
+    };
+}
+
+impl ServerTransaction {
+    fn poll_transmit(&mut self) -> Option<Bytes> {
+        delegate!(self, t => t.poll_transmit())
+    }
+    fn poll_event(&mut self) -> Option<Event> {
+        delegate!(self, t => t.poll_event())
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        delegate!(self, t => t.poll_timeout())
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        delegate!(self, t => t.handle_timeout(now))
+    }
+    fn handle_request(&mut self, request: Request, now: Instant) {
+        delegate!(self, t => t.handle_request(request, now))
+    }
+    fn send_response(&mut self, response: Response, now: Instant) {
+        delegate!(self, t => t.send_response(response, now))
+    }
+    fn is_terminated(&self) -> bool {
+        delegate!(self, t => t.is_terminated())
+    }
+    fn request(&self) -> &Request {
+        delegate!(self, t => t.request())
+    }
+}
+
+impl ClientTransaction {
+    fn poll_transmit(&mut self) -> Option<Bytes> {
+        delegate!(self, t => t.poll_transmit())
+    }
+    fn poll_event(&mut self) -> Option<Event> {
+        delegate!(self, t => t.poll_event())
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        delegate!(self, t => t.poll_timeout())
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        delegate!(self, t => t.handle_timeout(now))
+    }
+    fn handle_response(&mut self, response: Response, now: Instant) {
+        delegate!(self, t => t.handle_response(response, now))
+    }
+    fn is_terminated(&self) -> bool {
+        delegate!(self, t => t.is_terminated())
+    }
+}
+
+struct ServerEntry {
+    transaction: ServerTransaction,
+    reply_to: Target,
+    /// The call that owns this INVITE transaction, if it was handed to call control.
+    call: Option<mpsc::UnboundedSender<CallEvent>>,
+    /// Local To tag of an INVITE's responses.
+    local_tag: Option<Tag>,
+    /// Key in the merged-request index (§8.2.2.2), removed with the transaction.
+    merge_key: Option<MergeKey>,
+}
+
+struct ClientEntry {
+    transaction: ClientTransaction,
+    target: Target,
+    events: mpsc::UnboundedSender<ClientEvent>,
+}
+
+/// RFC 3261 §8.2.2.2: requests without a To tag are "merged" when From tag, Call-ID and CSeq
+/// equal those of a request in a live transaction, but the transaction differs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct MergeKey {
+    from_tag: Option<Tag>,
+    call_id: CallId,
+    cseq: u32,
+    method: Method,
+}
+
+/// Dialogs are routed on (Call-ID, our tag, their tag).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct DialogKey {
+    call_id: CallId,
+    local_tag: Tag,
+    remote_tag: Tag,
+}
+
+struct DialogRoute {
+    call: mpsc::UnboundedSender<CallEvent>,
+    /// The INVITE transaction whose 2xx the ACK confirms.
+    invite: Key,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum TimerOwner {
+    Server(Key),
+    Client(Key),
+}
+
+/// A timer deadline, ordered by time only (earliest first in the heap).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Deadline {
+    at: Instant,
+    owner: TimerOwner,
+}
+
+impl Ord for Deadline {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        other.at.cmp(&self.at)
+    }
+}
+
+impl PartialOrd for Deadline {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// The endpoint's state machine.
+pub struct Core {
+    timers: Timers,
+    trunks: Vec<crate::config::Trunk>,
+    users: Vec<User>,
+    shared: Arc<Shared>,
+    calls: mpsc::Sender<IncomingCall>,
+    challenger: Challenger,
+    servers: HashMap<Key, ServerEntry>,
+    clients: HashMap<Key, ClientEntry>,
+    merged: HashMap<MergeKey, Key>,
+    dialogs: HashMap<DialogKey, DialogRoute>,
+    /// Timer deadlines; stale entries are skipped when popped.
+    deadlines: BinaryHeap<Deadline>,
+    transmits: VecDeque<(Target, Bytes)>,
+}
+
+impl Core {
+    pub(super) fn new(
+        config: &Config,
+        shared: Arc<Shared>,
+        calls: mpsc::Sender<IncomingCall>,
+        now: Instant,
+    ) -> Core {
+        Core {
+            timers: config.timers,
+            trunks: config.trunks.clone(),
+            users: config.users.clone(),
+            shared,
+            calls,
+            challenger: Challenger::new(config.realm.clone(), NONCE_LIFETIME, now),
+            servers: HashMap::new(),
+            clients: HashMap::new(),
+            merged: HashMap::new(),
+            dialogs: HashMap::new(),
+            deadlines: BinaryHeap::new(),
+            transmits: VecDeque::new(),
+        }
+    }
+
+    /// The next bytes to put on the wire.
+    pub fn poll_transmit(&mut self) -> Option<(Target, Bytes)> {
+        self.transmits.pop_front()
+    }
+
+    /// When `handle_timeout` must next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.deadlines.peek().map(|d| d.at)
+    }
+
+    /// Fires every transaction timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while self.deadlines.peek().is_some_and(|d| d.at <= now) {
+            let Some(Deadline { owner, .. }) = self.deadlines.pop() else {
+                break;
+            };
+            match owner {
+                TimerOwner::Server(key) => {
+                    let Some(entry) = self.servers.get_mut(&key) else {
+                        continue;
+                    };
+                    if entry.transaction.poll_timeout().is_some_and(|t| t <= now) {
+                        entry.transaction.handle_timeout(now);
+                    }
+                    self.drive_server(&key);
+                }
+                TimerOwner::Client(key) => {
+                    let Some(entry) = self.clients.get_mut(&key) else {
+                        continue;
+                    };
+                    if entry.transaction.poll_timeout().is_some_and(|t| t <= now) {
+                        entry.transaction.handle_timeout(now);
+                    }
+                    self.drive_client(&key);
+                }
+            }
+        }
+    }
+
+    /// Periodic sweeps: expired registrations, dialog routes whose call has gone.
+    pub fn housekeeping(&mut self, now: Instant) {
+        self.shared.registrar().expire(now);
+        self.dialogs.retain(|_, route| !route.call.is_closed());
+        self.shared
+            .stats
+            .dialogs
+            .store(self.dialogs.len() as u64, Ordering::Relaxed);
+    }
+
+    /// A message from a transport.
+    pub fn handle_inbound(&mut self, now: Instant, inbound: Inbound) {
+        let source = inbound.source_info();
+        match inbound.message {
+            Message::Request(request) => {
+                self.shared.stats.count_request(&request.method);
+                self.handle_request(now, request, &source);
+            }
+            Message::Response(response) => {
+                self.shared.stats.count_response_in(response.status);
+                self.handle_response(now, response);
+            }
+        }
+    }
+
+    /// A command from a handle.
+    pub(super) fn handle_command(&mut self, now: Instant, command: Command) {
+        match command {
+            Command::Respond { key, response } => self.respond_in(now, &key, response),
+            Command::SendRequest {
+                request,
+                target,
+                events,
+            } => self.start_client(now, request, target, events),
+            Command::SendStateless { request, target } => {
+                self.transmits
+                    .push_back((target, Bytes::from(request.to_bytes())));
+            }
+        }
+    }
+
+    fn handle_request(&mut self, now: Instant, request: Request, from: &Source) {
+        let Some(key) = Key::server(&request) else {
+            return;
+        };
+        if request.method == Method::Ack {
+            self.handle_ack(now, key, request);
+            return;
+        }
+        if let Some(entry) = self.servers.get_mut(&key) {
+            // A retransmission: the transaction absorbs it (and re-sends its last response).
+            entry.transaction.handle_request(request, now);
+            self.drive_server(&key);
+            return;
+        }
+        let Some(via) = request.headers.top_via() else {
+            return;
+        };
+        let reply_to = Target::for_response(via, from.addr, from.transport, from.connection);
+        let reliable = from.transport == ListenTransport::Tcp;
+
+        let merge_key = request.headers.to.tag().is_none().then(|| MergeKey {
+            from_tag: request.headers.from.tag(),
+            call_id: request.headers.call_id.clone(),
+            cseq: request.headers.cseq.seq,
+            method: request.method.clone(),
+        });
+        let merged = merge_key
+            .as_ref()
+            .and_then(|m| self.merged.get(m))
+            .is_some_and(|other| *other != key);
+
+        let is_invite = request.method == Method::Invite;
+        let transaction = if is_invite {
+            ServerTransaction::Invite(ServerInvite::new(request, reliable, self.timers, now))
+        } else {
+            ServerTransaction::NonInvite(ServerNonInvite::new(request, reliable, self.timers, now))
+        };
+        let local_tag = is_invite.then(Tag::random);
+        if let (Some(m), false) = (&merge_key, merged) {
+            self.merged.insert(m.clone(), key.clone());
+        }
+        self.servers.insert(
+            key.clone(),
+            ServerEntry {
+                transaction,
+                reply_to,
+                call: None,
+                local_tag,
+                merge_key: if merged { None } else { merge_key },
+            },
+        );
+        self.shared
+            .stats
+            .server_transactions
+            .fetch_add(1, Ordering::Relaxed);
+
+        if merged {
+            self.reply(now, &key, StatusCode::LOOP_DETECTED, |r| {
+                r.with_reason("Merged Request")
+            });
+        } else {
+            self.dispatch(now, &key, from);
+        }
+        self.drive_server(&key);
+    }
+
+    /// The UAS core's decision for a new request (RFC 3261 §8.2), then per method.
+    fn dispatch(&mut self, now: Instant, key: &Key, from: &Source) {
+        let Some(entry) = self.servers.get(key) else {
+            return;
+        };
+        let request = entry.transaction.request();
+        let method = request.method.clone();
+
+        // §8.2.2.1: a Request-URI scheme we do not understand gets 416.
+        if method != Method::Cancel && !matches!(request.uri.scheme(), Scheme::Sip | Scheme::Sips) {
+            self.reply(now, key, StatusCode::UNSUPPORTED_URI_SCHEME, |r| r);
+            return;
+        }
+        // §8.2.2.3: option tags we do not support in Require get 420 with Unsupported.
+        if method != Method::Cancel {
+            let unsupported: Vec<String> = request
+                .headers
+                .get_all("Require")
+                .flat_map(|v| v.split(','))
+                .map(|t| t.trim().to_owned())
+                .filter(|t| !t.is_empty())
+                .collect();
+            if !unsupported.is_empty() {
+                let list = unsupported.join(", ");
+                self.reply(now, key, StatusCode::BAD_EXTENSION, |mut r| {
+                    r.headers.push("Unsupported", list);
+                    r
+                });
+                return;
+            }
+        }
+
+        match method {
+            Method::Options => self.reply(now, key, StatusCode::OK, |mut r| {
+                r.headers.push("Allow", ALLOW);
+                r.headers.push("Accept", "application/sdp");
+                r.headers.push("Accept-Encoding", "identity");
+                r.headers.push("Accept-Language", "en");
+                r.headers.push("Supported", "");
+                r
+            }),
+            Method::Invite => self.handle_invite(now, key, from),
+            Method::Cancel => self.handle_cancel(now, key),
+            Method::Register => self.handle_register(now, key, from),
+            Method::Bye | Method::Info | Method::Update | Method::Prack => {
+                self.route_in_dialog(now, key)
+            }
+            Method::Extension(_) => self.reply(now, key, StatusCode::NOT_IMPLEMENTED, |mut r| {
+                r.headers.push("Allow", ALLOW);
+                r
+            }),
+            _ => self.reply(now, key, StatusCode::METHOD_NOT_ALLOWED, |mut r| {
+                r.headers.push("Allow", ALLOW);
+                r
+            }),
+        }
+    }
+
+    fn handle_invite(&mut self, now: Instant, key: &Key, from: &Source) {
+        let Some(entry) = self.servers.get(key) else {
+            return;
+        };
+        let request = entry.transaction.request();
+        if request.headers.to.tag().is_some() {
+            // A re-INVITE: it belongs to a dialog.
+            self.route_in_dialog(now, key);
+            return;
+        }
+        if self.shared.draining.load(Ordering::Relaxed) {
+            self.reply(now, key, StatusCode::SERVICE_UNAVAILABLE, |mut r| {
+                r.headers.push("Retry-After", DRAIN_RETRY_AFTER.to_string());
+                r
+            });
+            return;
+        }
+        if !request.body.is_empty()
+            && !request
+                .headers
+                .content_type()
+                .is_some_and(|ct| media_type_is(ct, "application/sdp"))
+        {
+            self.reply(now, key, StatusCode::UNSUPPORTED_MEDIA_TYPE, |mut r| {
+                r.headers.push("Accept", "application/sdp");
+                r
+            });
+            return;
+        }
+        let origin = if let Some(trunk) = self
+            .trunks
+            .iter()
+            .find(|t| t.allow.iter().any(|n| n.contains(&from.addr.ip())))
+        {
+            Origin::Trunk(trunk.name.clone())
+        } else {
+            match self.authenticate(now, key, "Proxy-Authorization") {
+                Some(user) => Origin::User(user),
+                None => {
+                    self.shared
+                        .stats
+                        .invites_refused
+                        .fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+            }
+        };
+
+        let Some(entry) = self.servers.get_mut(key) else {
+            return;
+        };
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let local_tag = entry.local_tag.clone().unwrap_or_else(Tag::random);
+        let call = IncomingCall {
+            request: entry.transaction.request().clone(),
+            source: from.addr,
+            origin,
+            local_tag,
+            key: key.clone(),
+            events: events_rx,
+        };
+        entry.call = Some(events_tx);
+        if let Err(e) = self.calls.try_send(call) {
+            // Call control is saturated or gone: refuse cleanly rather than queue without bound.
+            let reason = match e {
+                mpsc::error::TrySendError::Full(_) => "Overloaded",
+                mpsc::error::TrySendError::Closed(_) => "No Call Control",
+            };
+            if let Some(entry) = self.servers.get_mut(key) {
+                entry.call = None;
+            }
+            self.reply(now, key, StatusCode::SERVICE_UNAVAILABLE, |r| {
+                r.with_reason(reason)
+            });
+        }
+    }
+
+    /// Digest-authenticates the request of transaction `key` against `[[sip_users]]`. On
+    /// failure the challenge (401/407) or the 403 is already sent and `None` returned.
+    /// Unknown users and wrong passwords get the same answers, so scanning reveals nothing.
+    fn authenticate(&mut self, now: Instant, key: &Key, header: &str) -> Option<String> {
+        let entry = self.servers.get(key)?;
+        let users = &self.users;
+        let verdict = if users.is_empty() {
+            // No phones configured: nobody can authenticate, and challenging would invite
+            // pointless guessing.
+            None
+        } else {
+            Some(self.challenger.verify(
+                entry.transaction.request(),
+                header,
+                |name| {
+                    users
+                        .iter()
+                        .find(|u| u.username == name)
+                        .map(|u| u.password.clone())
+                },
+                now,
+            ))
+        };
+        let (status, challenge_header) = if header == "Authorization" {
+            (StatusCode::UNAUTHORIZED, "WWW-Authenticate")
+        } else {
+            (
+                StatusCode::PROXY_AUTHENTICATION_REQUIRED,
+                "Proxy-Authenticate",
+            )
+        };
+        match verdict {
+            Some(Verdict::Authenticated { username }) => return Some(username),
+            Some(Verdict::Missing) | Some(Verdict::Stale) => {
+                let stale = matches!(verdict, Some(Verdict::Stale));
+                let challenges = self.challenger.challenge(now, stale);
+                self.reply(now, key, status, |mut r| {
+                    for c in challenges {
+                        r.headers.push(challenge_header, c);
+                    }
+                    r
+                });
+            }
+            Some(Verdict::Rejected(reason)) => {
+                tracing::debug!(?reason, "digest credentials rejected");
+                self.reply(now, key, StatusCode::FORBIDDEN, |r| r);
+            }
+            None => self.reply(now, key, StatusCode::FORBIDDEN, |r| r),
+        }
+        None
+    }
+
+    fn handle_register(&mut self, now: Instant, key: &Key, from: &Source) {
+        let Some(user) = self.authenticate(now, key, "Authorization") else {
+            return;
+        };
+        let Some(entry) = self.servers.get(key) else {
+            return;
+        };
+        let request = entry.transaction.request();
+        // RFC 3261 §10.3 step 6: an authenticated user may only change its own bindings.
+        if request.headers.to.uri.user() != Some(user.as_str()) {
+            self.reply(now, key, StatusCode::FORBIDDEN, |r| {
+                r.with_reason("Not Your Address-of-Record")
+            });
+            return;
+        }
+        let response =
+            self.shared
+                .registrar()
+                .handle_register(request, &user, from.addr, from.transport, now);
+        self.respond_in(now, key, response);
+    }
+
+    fn handle_cancel(&mut self, now: Instant, key: &Key) {
+        let invite_key = self
+            .servers
+            .get(key)
+            .and_then(|e| Key::invite_for_cancel(e.transaction.request()));
+        let invite = invite_key
+            .as_ref()
+            .and_then(|k| self.servers.get_mut(k).map(|e| (k.clone(), e)));
+        let Some((invite_key, invite)) = invite else {
+            // §9.2: no matching transaction.
+            self.reply(now, key, StatusCode::CALL_DOES_NOT_EXIST, |r| r);
+            return;
+        };
+        let proceeding =
+            matches!(&invite.transaction, ServerTransaction::Invite(t) if t.is_proceeding());
+        if proceeding {
+            let tag = invite.local_tag.clone();
+            let terminated = invite
+                .transaction
+                .request()
+                .response(StatusCode::REQUEST_TERMINATED, tag.as_ref());
+            invite.transaction.send_response(terminated, now);
+            self.shared
+                .stats
+                .count_response_out(StatusCode::REQUEST_TERMINATED);
+            if let Some(call) = invite.call.take() {
+                let _ = call.send(CallEvent::Cancelled);
+            }
+            self.drive_server(&invite_key);
+        }
+        // §9.2: the CANCEL itself gets 200 whether or not the INVITE was still pending (a final
+        // response already sent simply means the CANCEL had no effect).
+        self.reply(now, key, StatusCode::OK, |r| r);
+    }
+
+    fn route_in_dialog(&mut self, now: Instant, key: &Key) {
+        let Some(entry) = self.servers.get(key) else {
+            return;
+        };
+        let request = entry.transaction.request();
+        let route = dialog_key(&request.headers).and_then(|d| self.dialogs.get(&d));
+        match route {
+            Some(route) if !route.call.is_closed() => {
+                let _ = route
+                    .call
+                    .send(CallEvent::Request(request.clone(), key.clone()));
+            }
+            // §12.2.2: a request for a dialog we do not know gets 481.
+            _ => self.reply(now, key, StatusCode::CALL_DOES_NOT_EXIST, |r| r),
+        }
+    }
+
+    fn handle_ack(&mut self, now: Instant, key: Key, request: Request) {
+        if let Some(entry) = self.servers.get_mut(&key) {
+            // The ACK for a non-2xx final: part of the INVITE transaction (§17.2.1).
+            entry.transaction.handle_request(request, now);
+            self.drive_server(&key);
+            return;
+        }
+        // The ACK for a 2xx is its own transaction-less request, routed by dialog (§13.3.1.4).
+        let Some(route) = dialog_key(&request.headers).and_then(|d| self.dialogs.get(&d)) else {
+            return;
+        };
+        let invite = route.invite.clone();
+        let _ = route.call.send(CallEvent::Ack(request));
+        if let Some(ServerEntry {
+            transaction: ServerTransaction::Invite(t),
+            ..
+        }) = self.servers.get_mut(&invite)
+        {
+            t.handle_ack(now);
+        }
+        self.drive_server(&invite);
+    }
+
+    fn handle_response(&mut self, now: Instant, response: Response) {
+        let Some(key) = Key::client_for_response(&response) else {
+            return;
+        };
+        let Some(entry) = self.clients.get_mut(&key) else {
+            // §17.1.3 / §18.1.2: a response matching no transaction is discarded.
+            return;
+        };
+        entry.transaction.handle_response(response, now);
+        self.drive_client(&key);
+    }
+
+    /// Sends a response built from the transaction's request by `edit`.
+    fn reply(
+        &mut self,
+        now: Instant,
+        key: &Key,
+        status: StatusCode,
+        edit: impl FnOnce(Response) -> Response,
+    ) {
+        let Some(entry) = self.servers.get(key) else {
+            return;
+        };
+        let tag = entry.local_tag.clone().unwrap_or_else(Tag::random);
+        let response = edit(entry.transaction.request().response(status, Some(&tag)));
+        self.respond_in(now, key, response);
+    }
+
+    /// Sends `response` in server transaction `key` (from the core or from call control).
+    fn respond_in(&mut self, now: Instant, key: &Key, response: Response) {
+        let Some(entry) = self.servers.get_mut(key) else {
+            tracing::debug!(?key, "response for a finished transaction dropped");
+            return;
+        };
+        // A 1xx/2xx with a To tag to an INVITE creates a dialog route to the owning call.
+        if let (ServerTransaction::Invite(_), Some(call)) = (&entry.transaction, &entry.call) {
+            if response.status != StatusCode::TRYING && response.status.code() < 300 {
+                if let Some(d) = dialog_key(&response.headers) {
+                    self.dialogs.entry(d).or_insert_with(|| DialogRoute {
+                        call: call.clone(),
+                        invite: key.clone(),
+                    });
+                    self.shared
+                        .stats
+                        .dialogs
+                        .store(self.dialogs.len() as u64, Ordering::Relaxed);
+                }
+            }
+        }
+        self.shared.stats.count_response_out(response.status);
+        entry.transaction.send_response(response, now);
+        self.drive_server(key);
+    }
+
+    fn start_client(
+        &mut self,
+        now: Instant,
+        request: Request,
+        target: Target,
+        events: mpsc::UnboundedSender<ClientEvent>,
+    ) {
+        let Some(key) = Key::client(&request) else {
+            let _ = events.send(ClientEvent::TransportError);
+            return;
+        };
+        let reliable = target.transport == ListenTransport::Tcp;
+        let transaction = if request.method == Method::Invite {
+            ClientTransaction::Invite(ClientInvite::new(request, reliable, self.timers, now))
+        } else {
+            ClientTransaction::NonInvite(ClientNonInvite::new(request, reliable, self.timers, now))
+        };
+        self.clients.insert(
+            key.clone(),
+            ClientEntry {
+                transaction,
+                target,
+                events,
+            },
+        );
+        self.shared
+            .stats
+            .client_transactions
+            .fetch_add(1, Ordering::Relaxed);
+        self.drive_client(&key);
+    }
+
+    /// Drains a server transaction's output and reschedules it.
+    fn drive_server(&mut self, key: &Key) {
+        let Some(entry) = self.servers.get_mut(key) else {
+            return;
+        };
+        while let Some(bytes) = entry.transaction.poll_transmit() {
+            self.transmits.push_back((entry.reply_to, bytes));
+        }
+        while let Some(event) = entry.transaction.poll_event() {
+            let call_event = match event {
+                Event::NoAck => Some(CallEvent::NoAck),
+                Event::TransportError => Some(CallEvent::TransportError),
+                Event::Response(_) | Event::Timeout | Event::Terminated => None,
+            };
+            if let (Some(ev), Some(call)) = (call_event, &entry.call) {
+                let _ = call.send(ev);
+            }
+        }
+        if entry.transaction.is_terminated() {
+            if let Some(entry) = self.servers.remove(key) {
+                if let Some(m) = entry.merge_key {
+                    self.merged.remove(&m);
+                }
+            }
+            self.shared
+                .stats
+                .server_transactions
+                .fetch_sub(1, Ordering::Relaxed);
+        } else if let Some(at) = entry.transaction.poll_timeout() {
+            self.deadlines.push(Deadline {
+                at,
+                owner: TimerOwner::Server(key.clone()),
+            });
+        }
+    }
+
+    /// Drains a client transaction's output and reschedules it.
+    fn drive_client(&mut self, key: &Key) {
+        let Some(entry) = self.clients.get_mut(key) else {
+            return;
+        };
+        while let Some(bytes) = entry.transaction.poll_transmit() {
+            self.transmits.push_back((entry.target, bytes));
+        }
+        while let Some(event) = entry.transaction.poll_event() {
+            let client_event = match event {
+                Event::Response(r) => Some(ClientEvent::Response(r)),
+                Event::Timeout => Some(ClientEvent::Timeout),
+                Event::TransportError => Some(ClientEvent::TransportError),
+                Event::NoAck | Event::Terminated => None,
+            };
+            if let Some(ev) = client_event {
+                let _ = entry.events.send(ev);
+            }
+        }
+        if entry.transaction.is_terminated() {
+            self.clients.remove(key);
+            self.shared
+                .stats
+                .client_transactions
+                .fetch_sub(1, Ordering::Relaxed);
+        } else if let Some(at) = entry.transaction.poll_timeout() {
+            self.deadlines.push(Deadline {
+                at,
+                owner: TimerOwner::Client(key.clone()),
+            });
+        }
+    }
+}
+
+/// Where a request came from, as the core needs it.
+pub(super) struct Source {
+    addr: SocketAddr,
+    transport: ListenTransport,
+    connection: Option<crate::transport::ConnectionId>,
+}
+
+impl Inbound {
+    fn source_info(&self) -> Source {
+        Source {
+            addr: self.source,
+            transport: self.transport,
+            connection: self.connection,
+        }
+    }
+}
+
+/// The dialog of a message on a dialog where we are the UAS (our tag is in To), for requests
+/// we receive and responses we send alike.
+fn dialog_key(headers: &Headers) -> Option<DialogKey> {
+    Some(DialogKey {
+        call_id: headers.call_id.clone(),
+        local_tag: headers.to.tag()?,
+        remote_tag: headers.from.tag()?,
+    })
+}
+
+/// Compares the media type of a Content-Type value, ignoring parameters and case.
+fn media_type_is(content_type: &str, expected: &str) -> bool {
+    content_type
+        .split(';')
+        .next()
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case(expected))
+}

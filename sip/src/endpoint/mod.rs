@@ -1,0 +1,253 @@
+//! The SIP endpoint: the transaction layer and the UAS core that sit between the transports and
+//! the transaction user (the call router).
+//!
+//! One task owns every transaction, the dialog routing table, the digest challenger and the
+//! registrar writes ([`core::Core`], which takes `now` and does no I/O); the thin shell in
+//! [`run`] feeds it inbound messages, commands and timer ticks and hands its transmissions to the
+//! [`Transports`]. Calls reach the router as [`IncomingCall`]s with their own event channel;
+//! the router answers through an [`EndpointHandle`].
+
+mod core;
+mod stats;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch};
+
+use crate::config::Config;
+use crate::message::{Branch, Request, Response, StatusCode, Tag, Transport, Via};
+use crate::registrar::{Binding, Registrar};
+use crate::transaction::Key;
+use crate::transport::{Inbound, Target, Transports};
+
+pub use self::core::Core;
+pub use stats::Stats;
+
+/// Who placed an incoming call, as decided by the trunk allow-lists and digest authentication.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// A configured trunk, by name (its allow-list matched the source address).
+    Trunk(String),
+    /// A `[[sip_users]]` phone that authenticated with digest.
+    User(String),
+}
+
+/// What happens to an incoming call after it was handed over.
+#[derive(Debug)]
+pub enum CallEvent {
+    /// The caller sent CANCEL before a final response; the endpoint already answered the CANCEL
+    /// with 200 and the INVITE with 487 (RFC 3261 §9.2).
+    Cancelled,
+    /// The ACK for our 2xx arrived (RFC 3261 §13.3.1.4).
+    Ack(Request),
+    /// An in-dialog request (BYE, INFO, UPDATE, re-INVITE): answer it with
+    /// [`EndpointHandle::respond`] and the given key.
+    Request(Request, Key),
+    /// No ACK came for our final response (Timer H or L): the call is over.
+    NoAck,
+    /// The transport failed while sending a response.
+    TransportError,
+}
+
+/// An INVITE that passed the edge's checks, for call control to answer.
+#[derive(Debug)]
+pub struct IncomingCall {
+    /// The INVITE.
+    pub request: Request,
+    /// Where it came from.
+    pub source: SocketAddr,
+    /// The trunk or authenticated user that placed it.
+    pub origin: Origin,
+    /// The To tag every response to this INVITE must carry (so the 487 the endpoint may send on
+    /// CANCEL matches the dialog the router's 180 created).
+    pub local_tag: Tag,
+    /// The server transaction's key, for [`EndpointHandle::respond`].
+    pub key: Key,
+    /// Events for this call (cancel, ACK, in-dialog requests).
+    pub events: mpsc::UnboundedReceiver<CallEvent>,
+}
+
+impl IncomingCall {
+    /// A response to the INVITE carrying the call's To tag.
+    pub fn response(&self, status: StatusCode) -> Response {
+        self.request.response(status, Some(&self.local_tag))
+    }
+}
+
+/// What a request we sent came to.
+#[derive(Debug)]
+pub enum ClientEvent {
+    /// A provisional or final response (and, for INVITE, further 2xx from other forks).
+    Response(Response),
+    /// No final response in time (Timer B/F): treat as 408.
+    Timeout,
+    /// The transport could not deliver the request.
+    TransportError,
+}
+
+pub(crate) enum Command {
+    Respond {
+        key: Key,
+        response: Response,
+    },
+    SendRequest {
+        request: Request,
+        target: Target,
+        events: mpsc::UnboundedSender<ClientEvent>,
+    },
+    SendStateless {
+        request: Request,
+        target: Target,
+    },
+}
+
+/// State shared between the endpoint task and its handles.
+struct Shared {
+    draining: AtomicBool,
+    registrar: Mutex<Registrar>,
+    stats: Stats,
+}
+
+/// A cheap, clonable handle to the endpoint task.
+#[derive(Clone)]
+pub struct EndpointHandle {
+    commands: mpsc::UnboundedSender<Command>,
+    shared: Arc<Shared>,
+    transports: Transports,
+}
+
+impl EndpointHandle {
+    /// Sends a response within the server transaction `key` (provisional or final).
+    pub fn respond(&self, key: &Key, response: Response) {
+        let _ = self.commands.send(Command::Respond {
+            key: key.clone(),
+            response,
+        });
+    }
+
+    /// Sends `request` in a new client transaction toward `target`. The top Via is replaced by
+    /// ours with a fresh branch. Responses arrive on the returned channel.
+    pub fn send_request(
+        &self,
+        mut request: Request,
+        target: Target,
+    ) -> mpsc::UnboundedReceiver<ClientEvent> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let via = self.via(target, &Branch::random());
+        request.headers.via.insert(0, via);
+        let _ = self.commands.send(Command::SendRequest {
+            request,
+            target,
+            events: tx,
+        });
+        rx
+    }
+
+    /// Sends a request outside any transaction (the ACK for a 2xx, RFC 3261 §13.2.2.4). The
+    /// caller provides the Via (use [`EndpointHandle::via`]).
+    pub fn send_stateless(&self, request: Request, target: Target) {
+        let _ = self
+            .commands
+            .send(Command::SendStateless { request, target });
+    }
+
+    /// A Via for a request we originate toward `target`.
+    pub fn via(&self, target: Target, branch: &Branch) -> Via {
+        let (host, port) = self.transports.via_host_port(target.transport, target.addr);
+        let transport = match target.transport {
+            crate::config::ListenTransport::Udp => Transport::Udp,
+            crate::config::ListenTransport::Tcp => Transport::Tcp,
+        };
+        Via::new(transport, host, Some(port), branch)
+    }
+
+    /// The registered contacts of `user` (the location service, RFC 3261 §10).
+    pub fn locate(&self, user: &str) -> Vec<Binding> {
+        self.shared.registrar().lookup(user, Instant::now())
+    }
+
+    /// Starts draining: from now on new INVITEs get 503 with Retry-After.
+    pub fn drain(&self) {
+        self.shared.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// Counters for metrics.
+    pub fn stats(&self) -> &Stats {
+        &self.shared.stats
+    }
+
+    /// The transports (bound addresses, transport counters).
+    pub fn transports(&self) -> &Transports {
+        &self.transports
+    }
+}
+
+/// Binds the transports and starts the endpoint task. Incoming calls arrive on the returned
+/// receiver; everything stops when `shutdown` turns true.
+pub async fn start(
+    config: &Config,
+    shutdown: watch::Receiver<bool>,
+) -> std::io::Result<(EndpointHandle, mpsc::Receiver<IncomingCall>)> {
+    // Bounded: a flood of datagrams beyond what the endpoint can take is shed at the socket.
+    let (inbound_tx, inbound_rx) = mpsc::channel::<Inbound>(4096);
+    let transports = Transports::bind(config, inbound_tx, shutdown.clone()).await?;
+    let (commands_tx, commands_rx) = mpsc::unbounded_channel();
+    let (calls_tx, calls_rx) = mpsc::channel(1024);
+    let shared = Arc::new(Shared {
+        draining: AtomicBool::new(false),
+        registrar: Mutex::new(Registrar::new(config.registration)),
+        stats: Stats::default(),
+    });
+    let handle = EndpointHandle {
+        commands: commands_tx,
+        shared: shared.clone(),
+        transports: transports.clone(),
+    };
+    let core = Core::new(config, shared, calls_tx, Instant::now());
+    tokio::spawn(run(core, inbound_rx, commands_rx, transports, shutdown));
+    Ok((handle, calls_rx))
+}
+
+/// How often expired registrations and dead dialog routes are swept.
+const HOUSEKEEPING: Duration = Duration::from_secs(5);
+
+async fn run(
+    mut core: Core,
+    mut inbound: mpsc::Receiver<Inbound>,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    transports: Transports,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
+    loop {
+        let deadline = core.poll_timeout();
+        tokio::select! {
+            _ = crate::transport::stopped(&mut shutdown) => break,
+            Some(item) = inbound.recv() => core.handle_inbound(Instant::now(), item),
+            Some(command) = commands.recv() => core.handle_command(Instant::now(), command),
+            _ = sleep_until(deadline) => core.handle_timeout(Instant::now()),
+            _ = housekeeping.tick() => core.housekeeping(Instant::now()),
+        }
+        while let Some((target, bytes)) = core.poll_transmit() {
+            transports.send(&target, bytes);
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Shared {
+    fn registrar(&self) -> std::sync::MutexGuard<'_, Registrar> {
+        // Plain data behind the lock, never held across an await: a panic elsewhere cannot leave
+        // it in a state worse than losing the location service, so keep serving.
+        self.registrar.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}

@@ -1,0 +1,63 @@
+//! `tandem serve`: binds everything from the resolved configuration, runs until SIGINT or
+//! SIGTERM, then drains: new INVITEs get 503 with Retry-After while live calls get the
+//! configured grace period, and the process exits 0.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+
+use crate::config::AppConfig;
+
+/// How often the drain checks whether the last call has ended.
+const DRAIN_POLL: Duration = Duration::from_millis(100);
+
+/// Runs Tandem until a shutdown signal, then drains and returns.
+pub async fn serve(config: AppConfig) -> anyhow::Result<()> {
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (endpoint, calls) = sip::endpoint::start(&config.sip, shutdown_rx)
+        .await
+        .context("binding the SIP listeners")?;
+    for (transport, addr) in endpoint.transports().local_addrs() {
+        tracing::info!(?transport, %addr, "SIP listening");
+    }
+    let active = router::calls::ActiveCalls::default();
+    tokio::spawn(router::calls::run(
+        router::Directory::new(&config.router),
+        endpoint.clone(),
+        calls,
+        active.clone(),
+    ));
+
+    let mut terminate = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+    tokio::select! {
+        _ = terminate.recv() => tracing::info!("SIGTERM: draining"),
+        _ = interrupt.recv() => tracing::info!("SIGINT: draining"),
+    }
+
+    endpoint.drain();
+    let deadline = tokio::time::Instant::now() + config.drain_grace;
+    loop {
+        let live = active.count();
+        if live == 0 {
+            tracing::info!("drained: no live calls");
+            break;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(live, "drain grace period over; stopping with calls still live");
+            break;
+        }
+        tokio::select! {
+            // A second signal means "now": operators expect it to cut the grace short.
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => break,
+            _ = tokio::time::sleep(DRAIN_POLL) => {}
+        }
+    }
+    let _ = shutdown_tx.send(true);
+    // Give in-flight final responses a moment to leave the sockets.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    Ok(())
+}

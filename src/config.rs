@@ -1,0 +1,524 @@
+//! Tandem's configuration: the TOML file schema and its resolution into each subsystem's own
+//! runtime `Config` (`sip::Config`, `router::Config`, ...), as linkerd and pingora do it.
+//!
+//! [`load`] reads the file (or the embedded defaults), then [`AppConfig`] holds everything
+//! resolved: defaults applied, addresses and URLs parsed, secrets read from their files or
+//! environment variables. Every error names the offending key by its full dotted path
+//! (`sip.listen[1]`, `numbers[0].voice_url`); the binary prints it and exits with 64.
+//!
+//! Relative paths (`data_dir`, `media.cache_dir`, `*_file`) are relative to the working
+//! directory, like the embedded default `./tandem-data`.
+//!
+//! Additions to the product contract's keys: `sip.max_message_size`, `sip.tcp_idle_timeout_s`,
+//! `sip.max_connections_per_ip`, `sip.realm`, `sip.min_expires_s`, `sip.max_expires_s`,
+//! `[log] format`, `[drain] grace_s`. With no `[[trunks]]` at all a trunk named `local` accepts
+//! 127.0.0.0/8 and ::1 (see [`DEFAULT_TRUNK_NAME`]); `trunks = []` configures none.
+
+mod file;
+mod render;
+mod resolve;
+mod secret;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::logging::LogFormat;
+
+pub use secret::{Secret, REDACTED};
+
+/// The environment variable that names the configuration file when `--config` is not given.
+pub const CONFIG_ENV: &str = "TANDEM_CONFIG";
+
+/// The trunk configured when the file has no `[[trunks]]` at all. It accepts calls from the
+/// loopback networks (127.0.0.0/8 and ::1/128) so that the bundled demo works from the same
+/// machine out of the box, while any other source gets 403 until real trunks are configured.
+pub const DEFAULT_TRUNK_NAME: &str = "local";
+
+/// Everything the binary needs, resolved.
+#[derive(Debug, Clone)]
+pub struct AppConfig {
+    /// The file this was read from; `None` for the embedded defaults.
+    pub source: Option<PathBuf>,
+    /// Where the media cache, generated keys and persistent registrations live.
+    pub data_dir: PathBuf,
+    /// The SIP edge (`[sip]`, `[[trunks]]`, `[[sip_users]]`).
+    pub sip: sip::Config,
+    /// The call router (`[account]`, `[[numbers]]`).
+    pub router: router::Config,
+    /// The HTTP API and WebSocket listener (`[http]`).
+    pub http: HttpConfig,
+    /// Access-token verification keys (`[[auth.keys]]`), in file order. Empty: a development
+    /// HS256 key is generated into `data_dir` on first start.
+    pub auth_keys: Vec<AuthKey>,
+    /// The media layer (`[media]`).
+    pub media: MediaConfig,
+    /// Logging (`[log]`).
+    pub log: LogConfig,
+    /// How long a shutdown waits for calls in progress (`[drain] grace_s`).
+    pub drain_grace: Duration,
+}
+
+/// The HTTP API and WebSocket listener.
+// Kept here until the HTTP layer has a crate of its own to own it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpConfig {
+    /// The address to bind.
+    pub listen: SocketAddr,
+    /// The bearer token of `/v1` routes. `None`: one is generated into `data_dir` on first start.
+    pub api_key: Option<Secret>,
+}
+
+/// One access-token verification key.
+// Kept here until the presence crate exists to own it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthKey {
+    /// The key id: a token's `kid` (and `iss`) selects this key.
+    pub id: String,
+    /// The only algorithm accepted for this key.
+    pub algorithm: Algorithm,
+    /// The secret or public key.
+    pub material: KeyMaterial,
+}
+
+/// A JWS signature algorithm (RFC 7518 §3.1, RFC 8037 §3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+pub enum Algorithm {
+    /// HMAC with SHA-256: a shared secret.
+    #[serde(rename = "HS256")]
+    Hs256,
+    /// ECDSA on P-256 with SHA-256: a public key.
+    #[serde(rename = "ES256")]
+    Es256,
+    /// Ed25519: a public key.
+    #[serde(rename = "EdDSA")]
+    EdDsa,
+}
+
+impl Algorithm {
+    /// The name used in the file and in a JWS header's `alg`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Algorithm::Hs256 => "HS256",
+            Algorithm::Es256 => "ES256",
+            Algorithm::EdDsa => "EdDSA",
+        }
+    }
+}
+
+impl std::fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What verifies a key's signatures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyMaterial {
+    /// The shared HS256 secret (at least 32 bytes).
+    Secret(Secret),
+    /// A PEM public key for ES256 or EdDSA, read from `path` (its content is not parsed here).
+    PublicKey {
+        /// The `public_key_file` it was read from.
+        path: PathBuf,
+        /// The file's content.
+        pem: String,
+    },
+}
+
+/// The media layer.
+// Kept here until the media crate has a runtime configuration of its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaConfig {
+    /// Where processed prompts are stored.
+    pub cache_dir: PathBuf,
+    /// The cache is kept under this size.
+    pub cache_max_bytes: u64,
+    /// Local ports for RTP (even) and RTCP (the odd port above).
+    pub rtp_ports: RtpPorts,
+}
+
+/// An inclusive range of UDP ports for media, written `START-END`: START is even (RFC 3550 §11:
+/// RTP takes an even port and RTCP the next odd one) and below END.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RtpPorts {
+    first: u16,
+    last: u16,
+}
+
+impl RtpPorts {
+    /// The first port of the range (even).
+    pub fn first(self) -> u16 {
+        self.first
+    }
+
+    /// The last port of the range (inclusive).
+    pub fn last(self) -> u16 {
+        self.last
+    }
+}
+
+impl Default for RtpPorts {
+    fn default() -> Self {
+        RtpPorts {
+            first: 20000,
+            last: 29999,
+        }
+    }
+}
+
+impl FromStr for RtpPorts {
+    type Err = Problem;
+
+    fn from_str(text: &str) -> Result<RtpPorts, Problem> {
+        let malformed = || Problem::PortRange {
+            found: text.to_owned(),
+        };
+        let (first, last) = text.split_once('-').ok_or_else(malformed)?;
+        let first: u16 = first.parse().map_err(|_| malformed())?;
+        let last: u16 = last.parse().map_err(|_| malformed())?;
+        if first == 0 || first >= last {
+            return Err(Problem::PortRangeOrder { first, last });
+        }
+        // RFC 3550 §11: RTP on an even port, RTCP on the odd port above it.
+        if first % 2 != 0 {
+            return Err(Problem::OddFirstRtpPort { first });
+        }
+        Ok(RtpPorts { first, last })
+    }
+}
+
+impl std::fmt::Display for RtpPorts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.first, self.last)
+    }
+}
+
+/// Logging.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogConfig {
+    /// Human-readable lines or JSON (the `--log-format` flag overrides it).
+    pub format: LogFormat,
+}
+
+/// A configuration that cannot be used. Every variant about a key names it by its full path.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The configuration file could not be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML.
+    #[error("not valid TOML{}: {message}", at_line(*line))]
+    Syntax {
+        /// The line of the error, when known.
+        line: Option<usize>,
+        /// The TOML parser's description.
+        message: String,
+    },
+    /// A key the schema does not know (a typo, or a key in the wrong section).
+    #[error("unknown key \"{key}\"{}", at_line(*line))]
+    UnknownKey {
+        /// The full path of the key.
+        key: String,
+        /// The line of the key, when known.
+        line: Option<usize>,
+    },
+    /// A value of the wrong type or shape (a string where a number belongs, an unknown variant).
+    #[error("{key}: {message}{}", at_line(*line))]
+    Type {
+        /// The full path of the key.
+        key: String,
+        /// The deserializer's description.
+        message: String,
+        /// The line of the value, when known.
+        line: Option<usize>,
+    },
+    /// A required key is not set.
+    #[error("{key}: required but not set")]
+    Missing {
+        /// The full path of the key.
+        key: String,
+    },
+    /// Two keys that exclude each other (`secret` and `secret_file`, say) are both set.
+    #[error("{first} and {second} are both set; set only one")]
+    Conflict {
+        /// The first key, by full path.
+        first: String,
+        /// The second key, by full path.
+        second: String,
+    },
+    /// A value that is well-typed but not acceptable.
+    #[error("{key}: {problem}")]
+    Invalid {
+        /// The full path of the key.
+        key: String,
+        /// What is wrong with it.
+        problem: Problem,
+    },
+    /// The environment variable named by a `*_env` key is not set.
+    #[error("{key}: environment variable {var} is not set")]
+    EnvironmentMissing {
+        /// The full path of the `*_env` key.
+        key: String,
+        /// The variable.
+        var: String,
+    },
+    /// The environment variable named by a `*_env` key is not valid UTF-8.
+    #[error("{key}: environment variable {var} is not valid UTF-8")]
+    EnvironmentNotUnicode {
+        /// The full path of the `*_env` key.
+        key: String,
+        /// The variable.
+        var: String,
+    },
+    /// A file named by a key (`*_file`, `public_key_file`) could not be read.
+    #[error("{key}: cannot read {}: {source}", path.display())]
+    FileRead {
+        /// The full path of the key.
+        key: String,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The resolved configuration could not be written as TOML (a bug in Tandem, not in the file).
+    #[error("cannot write the resolved configuration as TOML: {0}")]
+    Render(#[from] toml::ser::Error),
+}
+
+/// What is wrong with a value (see [`ConfigError::Invalid`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Problem {
+    /// An empty string, list or path.
+    #[error("must not be empty")]
+    Empty,
+    /// A number that must be positive is zero.
+    #[error("must be greater than zero")]
+    Zero,
+    /// A number outside the accepted bounds.
+    #[error("{value} is out of range (expected {min} to {max})")]
+    OutOfRange {
+        /// The value given.
+        value: u64,
+        /// The smallest accepted value.
+        min: u64,
+        /// The largest accepted value.
+        max: u64,
+    },
+    /// A number smaller than another key's value that bounds it.
+    #[error("{value} is less than {other} ({other_value})")]
+    LessThan {
+        /// The value given.
+        value: u64,
+        /// The full path of the bounding key.
+        other: String,
+        /// Its value.
+        other_value: u64,
+    },
+    /// A `sip.listen` entry without a `transport:` prefix.
+    #[error("\"{found}\" has no transport (expected udp:ADDRESS:PORT or tcp:ADDRESS:PORT)")]
+    MissingTransport {
+        /// The entry.
+        found: String,
+    },
+    /// A `sip.listen` transport other than udp or tcp.
+    #[error("unknown transport \"{found}\" (expected udp or tcp)")]
+    UnknownTransport {
+        /// The transport as written.
+        found: String,
+    },
+    /// Not an `IP:port` socket address.
+    #[error("\"{found}\" is not an IP address and port (like 0.0.0.0:5060 or [::]:5060)")]
+    SocketAddress {
+        /// The value as written.
+        found: String,
+    },
+    /// Not an IP address.
+    #[error("\"{found}\" is not an IP address")]
+    IpAddress {
+        /// The value as written.
+        found: String,
+    },
+    /// Not a network in CIDR notation nor a single address.
+    #[error("\"{found}\" is not an IP network (like 198.51.100.0/24) or address")]
+    Network {
+        /// The value as written.
+        found: String,
+    },
+    /// Not an absolute `http` or `https` URL.
+    #[error("\"{found}\" is not an http:// or https:// URL")]
+    HttpUrl {
+        /// The value as written.
+        found: String,
+    },
+    /// Not a `sip:` or `sips:` URI.
+    #[error("\"{found}\" is not a sip: or sips: URI ({reason})")]
+    SipUri {
+        /// The value as written.
+        found: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// A value that must be unique appears twice.
+    #[error("\"{found}\" is already used by {first}")]
+    Duplicate {
+        /// The repeated value.
+        found: String,
+        /// The full path of the key that holds it first.
+        first: String,
+    },
+    /// Characters that cannot appear in this value.
+    #[error("\"{found}\" contains characters not allowed here (allowed: {allowed})")]
+    Characters {
+        /// The value as written.
+        found: String,
+        /// A description of the allowed characters.
+        allowed: &'static str,
+    },
+    /// Not `AC` followed by 32 hexadecimal digits.
+    #[error("\"{found}\" is not an account sid (AC followed by 32 hexadecimal digits)")]
+    AccountSid {
+        /// The value as written.
+        found: String,
+    },
+    /// Not `START-END`.
+    #[error("\"{found}\" is not a port range like 20000-29999")]
+    PortRange {
+        /// The value as written.
+        found: String,
+    },
+    /// The range is empty, reversed or starts at port 0.
+    #[error("{first}-{last}: the first port must be above 0 and below the last")]
+    PortRangeOrder {
+        /// The first port.
+        first: u16,
+        /// The last port.
+        last: u16,
+    },
+    /// The range starts on an odd port.
+    #[error("the first port ({first}) must be even: RTP takes even ports, RTCP the odd port above (RFC 3550 §11)")]
+    OddFirstRtpPort {
+        /// The first port.
+        first: u16,
+    },
+    /// An HS256 secret shorter than the hash output.
+    #[error("an HS256 secret needs at least 32 bytes, this one has {length} (RFC 7518 §3.2)")]
+    ShortSecret {
+        /// The secret's length in bytes.
+        length: usize,
+    },
+    /// A key that the configured algorithm does not use.
+    #[error("is not used with {algorithm} keys ({hint})")]
+    NotForAlgorithm {
+        /// The key's algorithm.
+        algorithm: Algorithm,
+        /// What to set instead.
+        hint: &'static str,
+    },
+    /// A secret whose value is the placeholder `check-config` prints.
+    #[error("is \"<redacted>\", the placeholder check-config prints; put the real secret here")]
+    RedactedPlaceholder,
+    /// An environment variable name that cannot be set (empty, or containing `=` or NUL).
+    #[error("{found:?} is not a usable environment variable name")]
+    EnvironmentVariableName {
+        /// The name as written.
+        found: String,
+    },
+}
+
+/// Loads the configuration: from `path`, else from the file named by `TANDEM_CONFIG`, else the
+/// embedded defaults (which need no file at all).
+pub fn load(path: Option<&Path>) -> Result<AppConfig, ConfigError> {
+    match locate(path) {
+        Some(path) => load_file(&path),
+        None => Ok(defaults()),
+    }
+}
+
+/// The file [`load`] reads for `path`: `path` itself, else `TANDEM_CONFIG` when set and not empty.
+pub fn locate(path: Option<&Path>) -> Option<PathBuf> {
+    path.map(Path::to_owned).or_else(|| {
+        std::env::var_os(CONFIG_ENV)
+            .filter(|value| !value.is_empty())
+            .map(PathBuf::from)
+    })
+}
+
+/// Reads and resolves one configuration file.
+pub fn load_file(path: &Path) -> Result<AppConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut config = parse(&text)?;
+    config.source = Some(path.to_owned());
+    Ok(config)
+}
+
+/// Resolves configuration text (`*_env` keys read the process environment).
+pub fn parse(text: &str) -> Result<AppConfig, ConfigError> {
+    parse_with_environment(text, &|name| std::env::var(name))
+}
+
+/// The embedded defaults: what `tandem serve` runs with when no file is given.
+pub fn defaults() -> AppConfig {
+    resolve::defaults()
+}
+
+impl AppConfig {
+    /// The resolved configuration as TOML in the file's own schema, every default spelled out and
+    /// every secret replaced by [`REDACTED`] (what `check-config` prints).
+    pub fn to_toml(&self) -> Result<String, ConfigError> {
+        render::to_toml(self)
+    }
+}
+
+/// [`parse`] with a given environment, so tests need not touch the process's.
+pub(crate) fn parse_with_environment(
+    text: &str,
+    environment: secret::Environment<'_>,
+) -> Result<AppConfig, ConfigError> {
+    let deserializer = toml::Deserializer::new(text);
+    let file: file::File =
+        serde_path_to_error::deserialize(deserializer).map_err(|error| {
+            let key = error.path().to_string();
+            let inner = error.into_inner();
+            deserialize_error(text, key, &inner)
+        })?;
+    resolve::resolve(file, environment)
+}
+
+/// Classifies a deserialization error: syntax, unknown key, or a value of the wrong type.
+fn deserialize_error(text: &str, key: String, error: &toml::de::Error) -> ConfigError {
+    let line = error
+        .span()
+        .and_then(|span| text.get(..span.start))
+        .map(|before| before.matches('\n').count() + 1);
+    let message = error.message().trim_end().to_owned();
+    // serde's derive reports unknown keys as "unknown field `NAME`, expected ..." (see
+    // serde::de::Error::unknown_field); serde_path_to_error already appended NAME to the path.
+    if message.starts_with("unknown field `") {
+        return ConfigError::UnknownKey { key, line };
+    }
+    // An empty path (".") means the error is not about one value: the text is not TOML.
+    if key == "." {
+        return ConfigError::Syntax { line, message };
+    }
+    ConfigError::Type { key, message, line }
+}
+
+/// ` (line N)`, or nothing when the line is unknown.
+fn at_line(line: Option<usize>) -> String {
+    line.map(|line| format!(" (line {line})")).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests;
