@@ -46,7 +46,10 @@ pub async fn serve(config: AppConfig) -> anyhow::Result<()> {
             break;
         }
         if tokio::time::Instant::now() >= deadline {
-            tracing::warn!(live, "drain grace period over; stopping with calls still live");
+            tracing::warn!(
+                live,
+                "drain grace period over; stopping with calls still live"
+            );
             break;
         }
         tokio::select! {

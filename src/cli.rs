@@ -146,13 +146,18 @@ mod tests {
 
         let cli = parse(&["--log-format", "human", "serve"]).unwrap();
         assert_eq!(cli.log_format, Some(LogFormat::Human));
-        assert!(matches!(cli.command, Command::Serve(ServeArgs { config: None })));
+        assert!(matches!(
+            cli.command,
+            Command::Serve(ServeArgs { config: None })
+        ));
     }
 
     #[test]
     fn check_config_needs_a_file() {
         let cli = parse(&["check-config", "t.toml"]).unwrap();
-        assert!(matches!(cli.command, Command::CheckConfig(args) if args.file == Path::new("t.toml")));
+        assert!(
+            matches!(cli.command, Command::CheckConfig(args) if args.file == Path::new("t.toml"))
+        );
         assert!(parse(&["check-config"]).is_err());
     }
 

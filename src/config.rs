@@ -10,10 +10,11 @@
 //! directory, like the embedded default `./tandem-data`.
 //!
 //! Additions to the product contract's keys: `sip.max_message_size`, `sip.tcp_idle_timeout_s`,
-//! `sip.max_connections_per_ip`, `sip.realm`, `sip.min_expires_s`, `sip.max_expires_s`,
+//! `sip.max_connections_per_ip`, `sip.realm`, `sip.digest_algorithms`, `sip.min_expires_s`, `sip.max_expires_s`,
 //! `[log] format`, `[drain] grace_s`. With no `[[trunks]]` at all a trunk named `local` accepts
 //! 127.0.0.0/8 and ::1 (see [`DEFAULT_TRUNK_NAME`]); `trunks = []` configures none.
 
+mod error;
 mod file;
 mod render;
 mod resolve;
@@ -28,6 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::logging::LogFormat;
 
+pub use error::{ConfigError, Problem};
 pub use secret::{Secret, REDACTED};
 
 /// The environment variable that names the configuration file when `--config` is not given.
@@ -204,236 +206,6 @@ pub struct LogConfig {
     pub format: LogFormat,
 }
 
-/// A configuration that cannot be used. Every variant about a key names it by its full path.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The configuration file could not be read.
-    #[error("cannot read {}: {source}", path.display())]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The file is not valid TOML.
-    #[error("not valid TOML{}: {message}", at_line(*line))]
-    Syntax {
-        /// The line of the error, when known.
-        line: Option<usize>,
-        /// The TOML parser's description.
-        message: String,
-    },
-    /// A key the schema does not know (a typo, or a key in the wrong section).
-    #[error("unknown key \"{key}\"{}", at_line(*line))]
-    UnknownKey {
-        /// The full path of the key.
-        key: String,
-        /// The line of the key, when known.
-        line: Option<usize>,
-    },
-    /// A value of the wrong type or shape (a string where a number belongs, an unknown variant).
-    #[error("{key}: {message}{}", at_line(*line))]
-    Type {
-        /// The full path of the key.
-        key: String,
-        /// The deserializer's description.
-        message: String,
-        /// The line of the value, when known.
-        line: Option<usize>,
-    },
-    /// A required key is not set.
-    #[error("{key}: required but not set")]
-    Missing {
-        /// The full path of the key.
-        key: String,
-    },
-    /// Two keys that exclude each other (`secret` and `secret_file`, say) are both set.
-    #[error("{first} and {second} are both set; set only one")]
-    Conflict {
-        /// The first key, by full path.
-        first: String,
-        /// The second key, by full path.
-        second: String,
-    },
-    /// A value that is well-typed but not acceptable.
-    #[error("{key}: {problem}")]
-    Invalid {
-        /// The full path of the key.
-        key: String,
-        /// What is wrong with it.
-        problem: Problem,
-    },
-    /// The environment variable named by a `*_env` key is not set.
-    #[error("{key}: environment variable {var} is not set")]
-    EnvironmentMissing {
-        /// The full path of the `*_env` key.
-        key: String,
-        /// The variable.
-        var: String,
-    },
-    /// The environment variable named by a `*_env` key is not valid UTF-8.
-    #[error("{key}: environment variable {var} is not valid UTF-8")]
-    EnvironmentNotUnicode {
-        /// The full path of the `*_env` key.
-        key: String,
-        /// The variable.
-        var: String,
-    },
-    /// A file named by a key (`*_file`, `public_key_file`) could not be read.
-    #[error("{key}: cannot read {}: {source}", path.display())]
-    FileRead {
-        /// The full path of the key.
-        key: String,
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The resolved configuration could not be written as TOML (a bug in Tandem, not in the file).
-    #[error("cannot write the resolved configuration as TOML: {0}")]
-    Render(#[from] toml::ser::Error),
-}
-
-/// What is wrong with a value (see [`ConfigError::Invalid`]).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Problem {
-    /// An empty string, list or path.
-    #[error("must not be empty")]
-    Empty,
-    /// A number that must be positive is zero.
-    #[error("must be greater than zero")]
-    Zero,
-    /// A number outside the accepted bounds.
-    #[error("{value} is out of range (expected {min} to {max})")]
-    OutOfRange {
-        /// The value given.
-        value: u64,
-        /// The smallest accepted value.
-        min: u64,
-        /// The largest accepted value.
-        max: u64,
-    },
-    /// A number smaller than another key's value that bounds it.
-    #[error("{value} is less than {other} ({other_value})")]
-    LessThan {
-        /// The value given.
-        value: u64,
-        /// The full path of the bounding key.
-        other: String,
-        /// Its value.
-        other_value: u64,
-    },
-    /// A `sip.listen` entry without a `transport:` prefix.
-    #[error("\"{found}\" has no transport (expected udp:ADDRESS:PORT or tcp:ADDRESS:PORT)")]
-    MissingTransport {
-        /// The entry.
-        found: String,
-    },
-    /// A `sip.listen` transport other than udp or tcp.
-    #[error("unknown transport \"{found}\" (expected udp or tcp)")]
-    UnknownTransport {
-        /// The transport as written.
-        found: String,
-    },
-    /// Not an `IP:port` socket address.
-    #[error("\"{found}\" is not an IP address and port (like 0.0.0.0:5060 or [::]:5060)")]
-    SocketAddress {
-        /// The value as written.
-        found: String,
-    },
-    /// Not an IP address.
-    #[error("\"{found}\" is not an IP address")]
-    IpAddress {
-        /// The value as written.
-        found: String,
-    },
-    /// Not a network in CIDR notation nor a single address.
-    #[error("\"{found}\" is not an IP network (like 198.51.100.0/24) or address")]
-    Network {
-        /// The value as written.
-        found: String,
-    },
-    /// Not an absolute `http` or `https` URL.
-    #[error("\"{found}\" is not an http:// or https:// URL")]
-    HttpUrl {
-        /// The value as written.
-        found: String,
-    },
-    /// Not a `sip:` or `sips:` URI.
-    #[error("\"{found}\" is not a sip: or sips: URI ({reason})")]
-    SipUri {
-        /// The value as written.
-        found: String,
-        /// Why.
-        reason: &'static str,
-    },
-    /// A value that must be unique appears twice.
-    #[error("\"{found}\" is already used by {first}")]
-    Duplicate {
-        /// The repeated value.
-        found: String,
-        /// The full path of the key that holds it first.
-        first: String,
-    },
-    /// Characters that cannot appear in this value.
-    #[error("\"{found}\" contains characters not allowed here (allowed: {allowed})")]
-    Characters {
-        /// The value as written.
-        found: String,
-        /// A description of the allowed characters.
-        allowed: &'static str,
-    },
-    /// Not `AC` followed by 32 hexadecimal digits.
-    #[error("\"{found}\" is not an account sid (AC followed by 32 hexadecimal digits)")]
-    AccountSid {
-        /// The value as written.
-        found: String,
-    },
-    /// Not `START-END`.
-    #[error("\"{found}\" is not a port range like 20000-29999")]
-    PortRange {
-        /// The value as written.
-        found: String,
-    },
-    /// The range is empty, reversed or starts at port 0.
-    #[error("{first}-{last}: the first port must be above 0 and below the last")]
-    PortRangeOrder {
-        /// The first port.
-        first: u16,
-        /// The last port.
-        last: u16,
-    },
-    /// The range starts on an odd port.
-    #[error("the first port ({first}) must be even: RTP takes even ports, RTCP the odd port above (RFC 3550 §11)")]
-    OddFirstRtpPort {
-        /// The first port.
-        first: u16,
-    },
-    /// An HS256 secret shorter than the hash output.
-    #[error("an HS256 secret needs at least 32 bytes, this one has {length} (RFC 7518 §3.2)")]
-    ShortSecret {
-        /// The secret's length in bytes.
-        length: usize,
-    },
-    /// A key that the configured algorithm does not use.
-    #[error("is not used with {algorithm} keys ({hint})")]
-    NotForAlgorithm {
-        /// The key's algorithm.
-        algorithm: Algorithm,
-        /// What to set instead.
-        hint: &'static str,
-    },
-    /// A secret whose value is the placeholder `check-config` prints.
-    #[error("is \"<redacted>\", the placeholder check-config prints; put the real secret here")]
-    RedactedPlaceholder,
-    /// An environment variable name that cannot be set (empty, or containing `=` or NUL).
-    #[error("{found:?} is not a usable environment variable name")]
-    EnvironmentVariableName {
-        /// The name as written.
-        found: String,
-    },
-}
-
 /// Loads the configuration: from `path`, else from the file named by `TANDEM_CONFIG`, else the
 /// embedded defaults (which need no file at all).
 pub fn load(path: Option<&Path>) -> Result<AppConfig, ConfigError> {
@@ -487,12 +259,11 @@ pub(crate) fn parse_with_environment(
     environment: secret::Environment<'_>,
 ) -> Result<AppConfig, ConfigError> {
     let deserializer = toml::Deserializer::new(text);
-    let file: file::File =
-        serde_path_to_error::deserialize(deserializer).map_err(|error| {
-            let key = error.path().to_string();
-            let inner = error.into_inner();
-            deserialize_error(text, key, &inner)
-        })?;
+    let file: file::File = serde_path_to_error::deserialize(deserializer).map_err(|error| {
+        let key = error.path().to_string();
+        let inner = error.into_inner();
+        deserialize_error(text, key, &inner)
+    })?;
     resolve::resolve(file, environment)
 }
 
@@ -502,7 +273,14 @@ fn deserialize_error(text: &str, key: String, error: &toml::de::Error) -> Config
         .span()
         .and_then(|span| text.get(..span.start))
         .map(|before| before.matches('\n').count() + 1);
-    let message = error.message().trim_end().to_owned();
+    // toml's messages may span lines ("invalid string\nexpected ..."); keep the report on one.
+    let message = error
+        .message()
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ");
     // serde's derive reports unknown keys as "unknown field `NAME`, expected ..." (see
     // serde::de::Error::unknown_field); serde_path_to_error already appended NAME to the path.
     if message.starts_with("unknown field `") {
@@ -513,11 +291,6 @@ fn deserialize_error(text: &str, key: String, error: &toml::de::Error) -> Config
         return ConfigError::Syntax { line, message };
     }
     ConfigError::Type { key, message, line }
-}
-
-/// ` (line N)`, or nothing when the line is unknown.
-fn at_line(line: Option<usize>) -> String {
-    line.map(|line| format!(" (line {line})")).unwrap_or_default()
 }
 
 #[cfg(test)]

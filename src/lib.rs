@@ -3,8 +3,9 @@
 //!
 //! This library is the binary's own code, split out so that it can be tested: the command line
 //! ([`cli`]), the configuration file and its resolution into each subsystem's `Config`
-//! ([`config`]), and logging ([`logging`]).
+//! ([`config`]), logging ([`logging`]) and `serve` itself ([`app`]).
 
+pub mod app;
 pub mod cli;
 pub mod config;
 pub mod logging;

@@ -11,9 +11,7 @@ use tracing_subscriber::EnvFilter;
 pub const DEFAULT_FILTER: &str = "info";
 
 /// How log lines are written.
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum,
-)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// One readable line per event (the default).

@@ -1,10 +1,11 @@
 //! The `tandem` binary: parses the command line, loads the configuration (bad configuration exits
-//! with 64 and a message naming the key) and runs the chosen command.
+//! with 64 and a message naming the key) and runs the chosen command: `serve` runs [`app::serve`]
+//! until a signal.
 
 use std::process::ExitCode;
 
 use tandem::cli::{self, Cli, Command};
-use tandem::logging;
+use tandem::{app, logging};
 
 fn main() -> ExitCode {
     let cli = Cli::parse_or_exit();
@@ -19,8 +20,20 @@ fn main() -> ExitCode {
             };
             logging::init(config.log.format);
             tracing::info!(config = ?config.source, "configuration loaded");
-            println!("serve: not wired yet");
-            ExitCode::SUCCESS
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start the async runtime");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(app::serve(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = format!("{e:#}"), "tandem stopped");
+                    ExitCode::FAILURE
+                }
+            }
         }
     }
 }

@@ -21,6 +21,27 @@ struct Tandem {
 }
 
 impl Tandem {
+    /// `tandem serve` with no configuration at all, in an empty working directory.
+    fn start_with_embedded_defaults() -> Tandem {
+        let dir = tempfile::tempdir().unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_tandem"))
+            .arg("serve")
+            .current_dir(dir.path())
+            .env_remove("TANDEM_CONFIG")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let tandem = Tandem {
+            child,
+            port: 5060,
+            _dir: dir,
+        };
+        tandem.wait_listening();
+        tandem
+    }
+
     fn start() -> Tandem {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
@@ -31,6 +52,9 @@ data_dir = "{data}"
 [sip]
 listen = ["udp:127.0.0.1:{port}", "tcp:127.0.0.1:{port}"]
 t1_ms = 100
+# SIPp answers only the first challenge, and only MD5 (RFC 8760 prefers SHA-256 first, which is
+# the default and is tested in-process).
+digest_algorithms = ["MD5", "SHA-256"]
 
 [drain]
 grace_s = 10
@@ -52,6 +76,7 @@ password = "s3cret-1001"
         let path = dir.path().join("tandem.toml");
         std::fs::write(&path, config).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_tandem"))
+            .env("RUST_LOG", "warn")
             .args(["serve", "--config"])
             .arg(&path)
             .stdout(Stdio::null())
@@ -132,8 +157,26 @@ fn sipp(tandem: &Tandem, name: &str, transport: &str, service: &str, extra: &[&s
         .arg(format!("127.0.0.1:{}", tandem.port))
         .args(["-sf"])
         .arg(scenario(name))
-        .args(["-t", transport, "-i", "127.0.0.1", "-p", "0", "-m", "1", "-s", service])
-        .args(["-timeout", "20s", "-timeout_error", "-nostdin", "-max_recv_loops", "1000"])
+        .args([
+            "-t",
+            transport,
+            "-i",
+            "127.0.0.1",
+            "-p",
+            "0",
+            "-m",
+            "1",
+            "-s",
+            service,
+        ])
+        .args([
+            "-timeout",
+            "20s",
+            "-timeout_error",
+            "-nostdin",
+            "-max_recv_loops",
+            "1000",
+        ])
         .args(extra)
         .stdin(Stdio::null())
         .output()
@@ -154,6 +197,15 @@ fn which(program: &str) -> Option<PathBuf> {
             .map(|p| p.join(program))
             .find(|p| p.is_file())
     })
+}
+
+#[test]
+fn serve_runs_on_embedded_defaults_and_stops_cleanly() {
+    let mut tandem = Tandem::start_with_embedded_defaults();
+    sipp(&tandem, "options.xml", "u1", "+15550100", &[]);
+    sipp(&tandem, "options.xml", "t1", "+15550100", &[]);
+    tandem.signal("TERM");
+    assert_eq!(tandem.wait_exit(Duration::from_secs(5)), Some(0));
 }
 
 #[test]
@@ -261,7 +313,10 @@ fn sigterm_drains_new_invites_get_503_and_exit_is_clean() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(refused.contains("Retry-After: "), "{refused}");
-    assert!(tandem.child.try_wait().unwrap().is_none(), "exited with a live call");
+    assert!(
+        tandem.child.try_wait().unwrap().is_none(),
+        "exited with a live call"
+    );
 
     // The live call ends (the caller cancels it): the drain completes and the exit code is 0.
     caller.cancel("live-call", "+15550100");

@@ -226,7 +226,14 @@ impl TcpPeer {
 
 /// A request text with the mandatory headers, for `method` to `uri`, from `from` (the peer's
 /// address, used in Via), with transaction id `id` (branch, tag and Call-ID are derived from it).
-pub fn request(method: &str, uri: &str, from: SocketAddr, transport: &str, id: &str, extra: &str) -> String {
+pub fn request(
+    method: &str,
+    uri: &str,
+    from: SocketAddr,
+    transport: &str,
+    id: &str,
+    extra: &str,
+) -> String {
     format!(
         "{method} {uri} SIP/2.0\r\nVia: SIP/2.0/{transport} {from};branch=z9hG4bK{id};rport\r\nFrom: <sip:peer@{from}>;tag=t{id}\r\nTo: <{uri}>\r\nCall-ID: {id}@test\r\nCSeq: 1 {method}\r\nMax-Forwards: 70\r\n{extra}Content-Length: 0\r\n\r\n"
     )

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
+use crate::auth::Algorithm;
 use crate::message::{Uri, MAX_MESSAGE_SIZE_DEFAULT};
 use crate::transaction::Timers;
 
@@ -30,6 +31,8 @@ pub struct Config {
     pub users: Vec<User>,
     /// The digest realm.
     pub realm: String,
+    /// Digest algorithms offered, most preferred first (RFC 8760 §2.4).
+    pub digest_algorithms: Vec<Algorithm>,
     /// Registration interval bounds.
     pub registration: RegistrationLimits,
 }
@@ -55,6 +58,7 @@ impl Default for Config {
             trunks: Vec::new(),
             users: Vec::new(),
             realm: "tandem".to_owned(),
+            digest_algorithms: vec![Algorithm::Sha256, Algorithm::Md5],
             registration: RegistrationLimits::default(),
         }
     }

@@ -5,8 +5,9 @@
 //! [`registrar`]) are driven by `handle_*(now, input)` calls and drained with `poll_*`. Time is an
 //! argument, never read from the clock. The tokio shell ([`transport`], [`endpoint`]) is thin.
 //!
-//! `rsip` types never leave this crate: every other crate sees [`message::Request`],
-//! [`message::Response`], [`message::CallId`], [`message::Tag`] and [`message::Branch`].
+//! Every other crate sees our own [`message::Request`], [`message::Response`],
+//! [`message::CallId`], [`message::Tag`] and [`message::Branch`]. The SIP grammar is ours end to
+//! end: `rsip` 0.4 got too much of it wrong to wrap (see `docs/sip.md`).
 
 pub mod auth;
 pub mod config;

@@ -8,14 +8,18 @@
 //! 400, a 505, or `None` (`drop`). The notes cite the RFC section and record any choice we made
 //! where RFC 4475 or RFC 5118 allows one.
 //!
-//! Crashers found by fuzzing are added here as `fuzz-*.sip` with an `invalid` (or `valid`) line,
-//! so they replay on every `cargo test`.
+//! Crashers found by fuzzing replay on every `cargo test`: a `parse_message` crasher is added as
+//! `fuzz-*.sip` with its VERDICTS line; a `stream_framing` crasher is added unchanged as
+//! `tests/data/stream/*.bin` (first byte: chunk size minus one, then the stream, as the fuzz target
+//! reads it) and replayed through `StreamFramer` with the target's invariants.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
-use sip::message::{parse, Contact, Host, Message, Method, ParseError, Transport, Uri};
+use sip::message::{
+    parse, Contact, Framed, Host, Message, Method, ParseError, StreamFramer, Transport, Uri,
+};
 
 /// What `VERDICTS` says about one fixture.
 #[derive(Debug)]
@@ -575,4 +579,40 @@ fn ipv6_fixtures() {
         panic!("request expected")
     };
     assert_eq!(r.uri.as_sip().expect("sip").host, v6("2001:db8::c000:201"));
+}
+
+#[test]
+fn stream_crashers_replay_through_the_framer() {
+    const MAX: usize = 4096;
+    let mut replayed = 0;
+    for entry in std::fs::read_dir(data_dir().join("stream")).expect("read tests/data/stream") {
+        let path = entry.expect("dir entry").path();
+        let data = std::fs::read(&path).expect("read stream fixture");
+        let Some((&first, stream)) = data.split_first() else {
+            continue;
+        };
+        // The same driver as fuzz/fuzz_targets/stream_framing.rs.
+        let mut framer = StreamFramer::new(MAX);
+        'stream: for piece in stream.chunks(usize::from(first) + 1) {
+            framer.push(piece);
+            loop {
+                match framer.next_frame() {
+                    Ok(Some(Framed::Message(bytes))) => {
+                        assert!(bytes.len() <= MAX, "{}: oversize frame", path.display());
+                        let _ = parse(&bytes);
+                    }
+                    Ok(Some(Framed::Ping | Framed::Pong)) => {}
+                    Ok(None) => break,
+                    Err(_) => break 'stream,
+                }
+            }
+            assert!(
+                framer.buffered() <= MAX,
+                "{}: framer buffers without bound",
+                path.display()
+            );
+        }
+        replayed += 1;
+    }
+    assert!(replayed > 0, "no stream fixtures found");
 }

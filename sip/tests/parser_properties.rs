@@ -98,7 +98,11 @@ fn frame_all(stream: &[u8], chunks: &[usize], max_size: usize) -> Result<Vec<Fra
     let mut rest = stream;
     let mut sizes = chunks.iter().cycle();
     while !rest.is_empty() {
-        let n = sizes.next().copied().unwrap_or(rest.len()).clamp(1, rest.len());
+        let n = sizes
+            .next()
+            .copied()
+            .unwrap_or(rest.len())
+            .clamp(1, rest.len());
         framer.push(&rest[..n]);
         rest = &rest[n..];
         while let Some(frame) = framer.next_frame()? {

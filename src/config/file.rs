@@ -23,18 +23,18 @@ pub(crate) struct File {
     pub sip: Sip,
     #[serde(default)]
     pub http: Http,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Auth::is_empty")]
     pub auth: Auth,
     #[serde(default)]
     pub media: Media,
     #[serde(default)]
     pub account: Account,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub numbers: Vec<Number>,
     /// `None` (no `[[trunks]]` at all) selects the default local trunk; `trunks = []` means none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trunks: Option<Vec<Trunk>>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sip_users: Vec<SipUser>,
     #[serde(default)]
     pub log: Log,
@@ -65,6 +65,8 @@ pub(crate) struct Sip {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub realm: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest_algorithms: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_expires_s: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_expires_s: Option<u64>,
@@ -88,8 +90,14 @@ pub(crate) struct Http {
 #[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Auth {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub keys: Vec<AuthKey>,
+}
+
+impl Auth {
+    fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
 }
 
 /// `[[auth.keys]]`.

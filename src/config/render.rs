@@ -37,6 +37,12 @@ fn to_file(config: &AppConfig) -> File {
             tcp_idle_timeout_s: Some(sip.tcp_idle_timeout.as_secs()),
             max_connections_per_ip: Some(sip.max_connections_per_ip as u64),
             realm: Some(sip.realm.clone()),
+            digest_algorithms: Some(
+                sip.digest_algorithms
+                    .iter()
+                    .map(|algorithm| algorithm.as_str().to_owned())
+                    .collect(),
+            ),
             min_expires_s: Some(sip.registration.min_expires.as_secs()),
             max_expires_s: Some(sip.registration.max_expires.as_secs()),
         },

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use ipnet::IpNet;
+use sip::auth::Algorithm as DigestAlgorithm;
 use sip::config::{Listen, ListenTransport, Trunk, User};
 use sip::message::Uri;
 
@@ -57,7 +58,9 @@ pub(super) fn defaults() -> AppConfig {
 /// Resolves a parsed file.
 pub(super) fn resolve(file: File, environment: Environment<'_>) -> Result<AppConfig, ConfigError> {
     let data_dir = match file.data_dir {
-        Some(path) if path.as_os_str().is_empty() => return Err(invalid("data_dir", Problem::Empty)),
+        Some(path) if path.as_os_str().is_empty() => {
+            return Err(invalid("data_dir", Problem::Empty))
+        }
         Some(path) => path,
         None => PathBuf::from(DEFAULT_DATA_DIR),
     };
@@ -130,16 +133,37 @@ fn sip_config(section: file::Sip) -> Result<sip::Config, ConfigError> {
         config.listen = listen;
     }
     if let Some(address) = section.advertised_address {
-        let parsed = address
-            .parse::<IpAddr>()
-            .map_err(|_| invalid("sip.advertised_address", Problem::IpAddress { found: address }))?;
+        let parsed = address.parse::<IpAddr>().map_err(|_| {
+            invalid(
+                "sip.advertised_address",
+                Problem::IpAddress { found: address },
+            )
+        })?;
         config.advertised_address = Some(parsed);
     }
 
     let default_timers = config.timers;
-    let t1 = bounded_ms("sip.t1_ms", section.t1_ms, default_timers.t1, 1, MAX_TIMER_MS)?;
-    let t2 = bounded_ms("sip.t2_ms", section.t2_ms, default_timers.t2, 1, MAX_TIMER_MS)?;
-    let t4 = bounded_ms("sip.t4_ms", section.t4_ms, default_timers.t4, 1, MAX_TIMER_MS)?;
+    let t1 = bounded_ms(
+        "sip.t1_ms",
+        section.t1_ms,
+        default_timers.t1,
+        1,
+        MAX_TIMER_MS,
+    )?;
+    let t2 = bounded_ms(
+        "sip.t2_ms",
+        section.t2_ms,
+        default_timers.t2,
+        1,
+        MAX_TIMER_MS,
+    )?;
+    let t4 = bounded_ms(
+        "sip.t4_ms",
+        section.t4_ms,
+        default_timers.t4,
+        1,
+        MAX_TIMER_MS,
+    )?;
     // RFC 3261 §17.1.2.2: T2 caps the doubling of the retransmit interval that starts at T1.
     if t2 < t1 {
         return Err(invalid(
@@ -197,6 +221,10 @@ fn sip_config(section: file::Sip) -> Result<sip::Config, ConfigError> {
         config.realm = realm;
     }
 
+    if let Some(names) = section.digest_algorithms {
+        config.digest_algorithms = digest_algorithms(&names)?;
+    }
+
     let min_expires = bounded(
         "sip.min_expires_s",
         section.min_expires_s,
@@ -229,11 +257,44 @@ fn sip_config(section: file::Sip) -> Result<sip::Config, ConfigError> {
     Ok(config)
 }
 
+/// The digest algorithms offered in challenges, most preferred first (RFC 8760 §2.4: one
+/// WWW-Authenticate per algorithm, in order of preference).
+fn digest_algorithms(names: &[String]) -> Result<Vec<DigestAlgorithm>, ConfigError> {
+    if names.is_empty() {
+        return Err(invalid("sip.digest_algorithms", Problem::Empty));
+    }
+    let mut algorithms: Vec<DigestAlgorithm> = Vec::with_capacity(names.len());
+    for (index, name) in names.iter().enumerate() {
+        let key = format!("sip.digest_algorithms[{index}]");
+        let algorithm = DigestAlgorithm::parse(name).ok_or_else(|| {
+            invalid(
+                &key,
+                Problem::DigestAlgorithm {
+                    found: name.clone(),
+                },
+            )
+        })?;
+        if let Some(first) = algorithms.iter().position(|other| *other == algorithm) {
+            return Err(invalid(
+                &key,
+                Problem::Duplicate {
+                    found: name.clone(),
+                    first: format!("sip.digest_algorithms[{first}]"),
+                },
+            ));
+        }
+        algorithms.push(algorithm);
+    }
+    Ok(algorithms)
+}
+
 /// `udp:ADDRESS:PORT` or `tcp:ADDRESS:PORT` (IPv6 in brackets).
 fn listen_entry(entry: &str) -> Result<Listen, Problem> {
-    let (transport, address) = entry.split_once(':').ok_or_else(|| Problem::MissingTransport {
-        found: entry.to_owned(),
-    })?;
+    let (transport, address) = entry
+        .split_once(':')
+        .ok_or_else(|| Problem::MissingTransport {
+            found: entry.to_owned(),
+        })?;
     let transport = match transport.to_ascii_lowercase().as_str() {
         "udp" => ListenTransport::Udp,
         "tcp" => ListenTransport::Tcp,
@@ -249,9 +310,11 @@ fn listen_entry(entry: &str) -> Result<Listen, Problem> {
             })
         }
     };
-    let addr = address.parse::<SocketAddr>().map_err(|_| Problem::SocketAddress {
-        found: address.to_owned(),
-    })?;
+    let addr = address
+        .parse::<SocketAddr>()
+        .map_err(|_| Problem::SocketAddress {
+            found: address.to_owned(),
+        })?;
     Ok(Listen { transport, addr })
 }
 
@@ -283,12 +346,15 @@ fn trunks(entries: Option<Vec<file::Trunk>>) -> Result<Vec<Trunk>, ConfigError> 
             .iter()
             .enumerate()
             .map(|(position, text)| {
-                network(text).map_err(|problem| invalid(format!("{prefix}.allow[{position}]"), problem))
+                network(text)
+                    .map_err(|problem| invalid(format!("{prefix}.allow[{position}]"), problem))
             })
             .collect::<Result<Vec<_>, _>>()?;
         let outbound_uri = entry
             .outbound_uri
-            .map(|text| sip_uri(&text).map_err(|problem| invalid(format!("{prefix}.outbound_uri"), problem)))
+            .map(|text| {
+                sip_uri(&text).map_err(|problem| invalid(format!("{prefix}.outbound_uri"), problem))
+            })
             .transpose()?;
         trunks.push(Trunk {
             name,
@@ -307,9 +373,11 @@ fn network(text: &str) -> Result<IpNet, Problem> {
     } else {
         text.parse::<IpAddr>().ok().map(IpNet::from)
     };
-    parsed.map(|net| net.trunc()).ok_or_else(|| Problem::Network {
-        found: text.to_owned(),
-    })
+    parsed
+        .map(|net| net.trunc())
+        .ok_or_else(|| Problem::Network {
+            found: text.to_owned(),
+        })
 }
 
 fn sip_uri(text: &str) -> Result<Uri, Problem> {
@@ -326,7 +394,10 @@ fn sip_uri(text: &str) -> Result<Uri, Problem> {
     Ok(uri)
 }
 
-fn sip_users(entries: Vec<file::SipUser>, environment: Environment<'_>) -> Result<Vec<User>, ConfigError> {
+fn sip_users(
+    entries: Vec<file::SipUser>,
+    environment: Environment<'_>,
+) -> Result<Vec<User>, ConfigError> {
     let mut users: Vec<User> = Vec::with_capacity(entries.len());
     for (index, entry) in entries.into_iter().enumerate() {
         let prefix = format!("sip_users[{index}]");
@@ -393,7 +464,10 @@ fn http(section: file::Http, environment: Environment<'_>) -> Result<HttpConfig,
     Ok(HttpConfig { listen, api_key })
 }
 
-fn auth_keys(entries: Vec<file::AuthKey>, environment: Environment<'_>) -> Result<Vec<AuthKey>, ConfigError> {
+fn auth_keys(
+    entries: Vec<file::AuthKey>,
+    environment: Environment<'_>,
+) -> Result<Vec<AuthKey>, ConfigError> {
     let mut keys: Vec<AuthKey> = Vec::with_capacity(entries.len());
     for (index, entry) in entries.into_iter().enumerate() {
         let prefix = format!("auth.keys[{index}]");
@@ -440,9 +514,12 @@ fn auth_keys(entries: Vec<file::AuthKey>, environment: Environment<'_>) -> Resul
                         },
                     ));
                 }
-                let secret = secret_sources
-                    .resolve(environment)?
-                    .ok_or_else(|| ConfigError::Missing { key: secret_key.clone() })?;
+                let secret =
+                    secret_sources
+                        .resolve(environment)?
+                        .ok_or_else(|| ConfigError::Missing {
+                            key: secret_key.clone(),
+                        })?;
                 let length = secret.expose().len();
                 if length < MIN_HMAC_SECRET_BYTES {
                     return Err(invalid(secret_key, Problem::ShortSecret { length }));
@@ -471,11 +548,12 @@ fn auth_keys(entries: Vec<file::AuthKey>, environment: Environment<'_>) -> Resul
                 if path.as_os_str().is_empty() {
                     return Err(invalid(path_key, Problem::Empty));
                 }
-                let pem = std::fs::read_to_string(&path).map_err(|source| ConfigError::FileRead {
-                    key: path_key,
-                    path: path.clone(),
-                    source,
-                })?;
+                let pem =
+                    std::fs::read_to_string(&path).map_err(|source| ConfigError::FileRead {
+                        key: path_key,
+                        path: path.clone(),
+                        source,
+                    })?;
                 KeyMaterial::PublicKey { path, pem }
             }
         };
@@ -490,7 +568,9 @@ fn auth_keys(entries: Vec<file::AuthKey>, environment: Environment<'_>) -> Resul
 
 fn media(section: file::Media, data_dir: &std::path::Path) -> Result<MediaConfig, ConfigError> {
     let cache_dir = match section.cache_dir {
-        Some(path) if path.as_os_str().is_empty() => return Err(invalid("media.cache_dir", Problem::Empty)),
+        Some(path) if path.as_os_str().is_empty() => {
+            return Err(invalid("media.cache_dir", Problem::Empty))
+        }
         Some(path) => path,
         None => data_dir.join("media"),
     };
@@ -512,7 +592,10 @@ fn media(section: file::Media, data_dir: &std::path::Path) -> Result<MediaConfig
     })
 }
 
-fn account(section: file::Account, environment: Environment<'_>) -> Result<router::config::Account, ConfigError> {
+fn account(
+    section: file::Account,
+    environment: Environment<'_>,
+) -> Result<router::config::Account, ConfigError> {
     let sid = match section.sid {
         Some(sid) if is_account_sid(&sid) => sid,
         Some(sid) => return Err(invalid("account.sid", Problem::AccountSid { found: sid })),
@@ -567,7 +650,10 @@ fn numbers(entries: Vec<file::Number>) -> Result<Vec<router::config::Number>, Co
             ));
         }
         seen.insert(number.clone(), index);
-        let voice_url = http_url(&format!("{prefix}.voice_url"), required(&prefix, "voice_url", entry.voice_url)?)?;
+        let voice_url = http_url(
+            &format!("{prefix}.voice_url"),
+            required(&prefix, "voice_url", entry.voice_url)?,
+        )?;
         let voice_fallback_url = entry
             .voice_fallback_url
             .map(|url| http_url(&format!("{prefix}.voice_fallback_url"), url))
@@ -618,16 +704,30 @@ fn required<T>(prefix: &str, name: &str, value: Option<T>) -> Result<T, ConfigEr
 }
 
 /// `value` (or `default`) checked to lie in `min..=max`.
-fn bounded(key: &str, value: Option<u64>, default: u64, min: u64, max: u64) -> Result<u64, ConfigError> {
+fn bounded(
+    key: &str,
+    value: Option<u64>,
+    default: u64,
+    min: u64,
+    max: u64,
+) -> Result<u64, ConfigError> {
     match value {
         None => Ok(default),
         Some(0) if min > 0 => Err(invalid(key, Problem::Zero)),
-        Some(value) if value < min || value > max => Err(invalid(key, Problem::OutOfRange { value, min, max })),
+        Some(value) if value < min || value > max => {
+            Err(invalid(key, Problem::OutOfRange { value, min, max }))
+        }
         Some(value) => Ok(value),
     }
 }
 
-fn bounded_ms(key: &str, value: Option<u64>, default: Duration, min: u64, max: u64) -> Result<u64, ConfigError> {
+fn bounded_ms(
+    key: &str,
+    value: Option<u64>,
+    default: Duration,
+    min: u64,
+    max: u64,
+) -> Result<u64, ConfigError> {
     let default = u64::try_from(default.as_millis()).unwrap_or(u64::MAX);
     bounded(key, value, default, min, max)
 }

@@ -164,7 +164,10 @@ mod tests {
 
     #[test]
     fn nothing_set_is_none() {
-        assert_eq!(sources(None, None, None).resolve(&no_environment).unwrap(), None);
+        assert_eq!(
+            sources(None, None, None).resolve(&no_environment).unwrap(),
+            None
+        );
     }
 
     #[test]
@@ -249,7 +252,10 @@ mod tests {
                 .unwrap_err();
             assert!(matches!(
                 error,
-                ConfigError::Invalid { problem: Problem::EnvironmentVariableName { .. }, .. }
+                ConfigError::Invalid {
+                    problem: Problem::EnvironmentVariableName { .. },
+                    ..
+                }
             ));
         }
     }
@@ -280,13 +286,22 @@ mod tests {
         let error = sources(Some(""), None, None)
             .resolve(&no_environment)
             .unwrap_err();
-        assert!(matches!(error, ConfigError::Invalid { problem: Problem::Empty, .. }));
+        assert!(matches!(
+            error,
+            ConfigError::Invalid {
+                problem: Problem::Empty,
+                ..
+            }
+        ));
         let error = sources(Some(REDACTED), None, None)
             .resolve(&no_environment)
             .unwrap_err();
         assert!(matches!(
             error,
-            ConfigError::Invalid { problem: Problem::RedactedPlaceholder, .. }
+            ConfigError::Invalid {
+                problem: Problem::RedactedPlaceholder,
+                ..
+            }
         ));
     }
 }

@@ -141,6 +141,8 @@ pub struct Challenger {
     realm: String,
     opaque: String,
     nonces: NonceKeeper,
+    /// Offered algorithms, most preferred first; credentials in any other are refused.
+    algorithms: Vec<Algorithm>,
 }
 
 impl std::fmt::Debug for Challenger {
@@ -148,6 +150,7 @@ impl std::fmt::Debug for Challenger {
         // The nonce key is a secret: never print it.
         f.debug_struct("Challenger")
             .field("realm", &self.realm)
+            .field("algorithms", &self.algorithms)
             .field("tracked_nonces", &self.nonces.tracked())
             .finish_non_exhaustive()
     }
@@ -163,7 +166,18 @@ impl Challenger {
             realm: realm.into(),
             opaque: hex::encode(opaque),
             nonces: NonceKeeper::new(nonce_lifetime, now),
+            algorithms: vec![Algorithm::Sha256, Algorithm::Md5],
         }
+    }
+
+    /// Offers `algorithms` in this order of preference instead of SHA-256 then MD5 (RFC 8760
+    /// §2.4 puts the preferred first; many deployed phones, SIPp among them, answer only the
+    /// first challenge and only know MD5). An empty list keeps the default.
+    pub fn with_algorithms(mut self, algorithms: &[Algorithm]) -> Self {
+        if !algorithms.is_empty() {
+            self.algorithms = algorithms.to_vec();
+        }
+        self
     }
 
     /// The realm this challenger speaks for.
@@ -172,14 +186,14 @@ impl Challenger {
     }
 
     /// Header values to send in WWW-Authenticate (401) or Proxy-Authenticate (407): one
-    /// challenge per algorithm, SHA-256 first then MD5 (RFC 8760 §2.4), `qop="auth"`, a fresh
+    /// challenge per offered algorithm, preferred first (RFC 8760 §2.4), `qop="auth"`, a fresh
     /// nonce and the opaque value. `stale` is true when answering credentials whose nonce
     /// expired (RFC 7616 §3.3).
     pub fn challenge(&mut self, now: Instant, stale: bool) -> Vec<String> {
         // One nonce serves both challenges: the client answers only one of them.
         let nonce = self.nonces.issue(now);
-        [Algorithm::Sha256, Algorithm::Md5]
-            .into_iter()
+        self.algorithms
+            .iter()
             .map(|algorithm| {
                 let mut value = format!(
                     "Digest realm={}, nonce=\"{nonce}\", opaque=\"{}\", algorithm={}, qop=\"auth\"",
@@ -250,6 +264,10 @@ impl Challenger {
             Some(Some(a)) => a,
             Some(None) => return reject(UnsupportedAlgorithm),
         };
+        // Only what we offered: an operator who disabled MD5 must not get it back this way.
+        if !self.algorithms.contains(&algorithm) {
+            return reject(UnsupportedAlgorithm);
+        }
         // RFC 7616 §3.4.4: userhash hides the username; we never offer it.
         if credentials
             .get("userhash")
@@ -301,7 +319,7 @@ impl Challenger {
         // RFC 3261 §22.4 / RFC 7616 §3.4: the digest-uri must name the Request-URI, else
         // credentials captured for one resource could be replayed against another.
         if digest_uri != request.uri.to_string()
-            && Uri::parse(digest_uri).ok() != Some(request.uri.clone())
+            && !Uri::parse(digest_uri).is_ok_and(|uri| uri == request.uri)
         {
             return reject(UriMismatch);
         }

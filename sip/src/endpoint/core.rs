@@ -192,7 +192,8 @@ impl Core {
             users: config.users.clone(),
             shared,
             calls,
-            challenger: Challenger::new(config.realm.clone(), NONCE_LIFETIME, now),
+            challenger: Challenger::new(config.realm.clone(), NONCE_LIFETIME, now)
+                .with_algorithms(&config.digest_algorithms),
             servers: HashMap::new(),
             clients: HashMap::new(),
             merged: HashMap::new(),
@@ -561,35 +562,36 @@ impl Core {
         let invite_key = self
             .servers
             .get(key)
-            .and_then(|e| Key::invite_for_cancel(e.transaction.request()));
-        let invite = invite_key
-            .as_ref()
-            .and_then(|k| self.servers.get_mut(k).map(|e| (k.clone(), e)));
-        let Some((invite_key, invite)) = invite else {
+            .and_then(|e| Key::invite_for_cancel(e.transaction.request()))
+            .filter(|k| self.servers.contains_key(k));
+        let Some(invite_key) = invite_key else {
             // §9.2: no matching transaction.
             self.reply(now, key, StatusCode::CALL_DOES_NOT_EXIST, |r| r);
             return;
         };
-        let proceeding =
-            matches!(&invite.transaction, ServerTransaction::Invite(t) if t.is_proceeding());
-        if proceeding {
-            let tag = invite.local_tag.clone();
-            let terminated = invite
-                .transaction
-                .request()
-                .response(StatusCode::REQUEST_TERMINATED, tag.as_ref());
-            invite.transaction.send_response(terminated, now);
-            self.shared
-                .stats
-                .count_response_out(StatusCode::REQUEST_TERMINATED);
-            if let Some(call) = invite.call.take() {
-                let _ = call.send(CallEvent::Cancelled);
-            }
-            self.drive_server(&invite_key);
-        }
-        // §9.2: the CANCEL itself gets 200 whether or not the INVITE was still pending (a final
-        // response already sent simply means the CANCEL had no effect).
+        // §9.2: the CANCEL itself gets 200 whether or not the INVITE is still pending (a final
+        // response already sent simply means the CANCEL has no effect). It goes first, the
+        // INVITE's 487 right after.
         self.reply(now, key, StatusCode::OK, |r| r);
+        let Some(invite) = self.servers.get_mut(&invite_key) else {
+            return;
+        };
+        if !matches!(&invite.transaction, ServerTransaction::Invite(t) if t.is_proceeding()) {
+            return;
+        }
+        let tag = invite.local_tag.clone();
+        let terminated = invite
+            .transaction
+            .request()
+            .response(StatusCode::REQUEST_TERMINATED, tag.as_ref());
+        invite.transaction.send_response(terminated, now);
+        if let Some(call) = invite.call.take() {
+            let _ = call.send(CallEvent::Cancelled);
+        }
+        self.shared
+            .stats
+            .count_response_out(StatusCode::REQUEST_TERMINATED);
+        self.drive_server(&invite_key);
     }
 
     fn route_in_dialog(&mut self, now: Instant, key: &Key) {

@@ -78,6 +78,9 @@ impl IncomingCall {
 }
 
 /// What a request we sent came to.
+// Responses are the common case: boxing them would allocate on every event to save space only
+// in the rare ones.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum ClientEvent {
     /// A provisional or final response (and, for INVITE, further 2xx from other forks).

@@ -68,11 +68,18 @@ impl StreamFramer {
             return Ok(Some(Framed::Ping));
         }
         if self.buf.starts_with(b"\r\n") {
-            if self.buf.len() >= 3 && self.buf[2] != b'\r' {
+            // "\r\n" and "\r\n\r" may still become a ping. Any other continuation (including
+            // "\r\n\r" followed by something other than "\n") makes the CRLF a pong; waiting longer
+            // would let a peer grow the buffer without bound.
+            let is_pong = match self.buf.len() {
+                0..=2 => false,
+                3 => self.buf[2] != b'\r',
+                _ => true,
+            };
+            if is_pong {
                 self.buf.advance(2);
                 return Ok(Some(Framed::Pong));
             }
-            // "\r\n" or "\r\n\r": cannot yet tell a pong from a ping.
             return Ok(None);
         }
         let Some(head_end) = find_head_end(&self.buf[..self.buf.len().min(self.max_size + 4)])
@@ -148,6 +155,17 @@ mod tests {
             ]
         );
         assert_eq!(f.buffered(), 1);
+    }
+
+    #[test]
+    fn crlf_cr_not_followed_by_lf_is_a_pong_not_a_stall() {
+        // Found by fuzzing (stream_framing): "\r\n\r" followed by anything but "\n" used to
+        // return `Ok(None)` forever while the buffer grew.
+        let mut f = StreamFramer::new(64);
+        f.push(b"\r\n\rX");
+        assert_eq!(f.next_frame(), Ok(Some(Framed::Pong)));
+        f.push(&[b'a'; 100]);
+        assert_eq!(f.next_frame(), Err(FrameError::TooLarge(64)));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! Every other module (and every other crate) sees only these types. The parser is ours because
 //! the RFC 3261 grammar has corners that general-purpose parsers get wrong (line folding, compact
 //! header names, whitespace around separators, Content-Length checks, IPv6 references); see
-//! `docs/sip.md`. The digest credential headers are parsed with `rsip` inside [`crate::auth`].
+//! `docs/sip.md`. Digest credentials have their own parser in [`crate::auth`].
 //!
 //! Core headers (Via, From, To, Call-ID, CSeq, Max-Forwards, Contact, Route, Record-Route) are
 //! parsed into typed fields once, when the message is read, so transactions and dialogs never

@@ -65,7 +65,8 @@ pub struct ParseError {
     pub kind: ParseErrorKind,
     /// A finer description for logs (never sent on the wire).
     pub detail: Option<&'static str>,
-    echo: Option<Echo>,
+    // Boxed: errors are the rare path, and an inline echo would make every Result large.
+    echo: Option<Box<Echo>>,
 }
 
 /// The raw header lines a response to a malformed request must copy (RFC 3261 §8.2.6.2).
@@ -420,13 +421,11 @@ fn canonical_name(name: &str) -> Option<&'static str> {
     FULL.iter().find(|f| f.eq_ignore_ascii_case(name)).copied()
 }
 
-fn echo_of(raw: &[RawHeader<'_>]) -> Option<Echo> {
+fn echo_of(raw: &[RawHeader<'_>]) -> Option<Box<Echo>> {
     // When a single-value header is repeated (RFC 4475 §3.3.8), the first value is echoed so that
     // the 400 can still be sent.
     let one = |name: &str| -> Option<String> {
-        raw.iter()
-            .find(|h| h.name == name)
-            .map(|h| h.value.clone())
+        raw.iter().find(|h| h.name == name).map(|h| h.value.clone())
     };
     let via: Vec<String> = raw
         .iter()
@@ -436,13 +435,13 @@ fn echo_of(raw: &[RawHeader<'_>]) -> Option<Echo> {
     if via.is_empty() {
         return None;
     }
-    Some(Echo {
+    Some(Box::new(Echo {
         via,
         from: one("From")?,
         to: one("To")?,
         call_id: one("Call-ID")?,
         cseq: one("CSeq")?,
-    })
+    }))
 }
 
 fn build_headers(

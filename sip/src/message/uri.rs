@@ -167,7 +167,10 @@ impl Uri {
         } else if scheme.eq_ignore_ascii_case("sips") {
             true
         } else {
-            if rest.is_empty() || rest.bytes().any(|b| b <= b' ' || b == 0x7f) {
+            // RFC 3261 §25.1 absoluteURI: only uric characters (reserved, unreserved, escaped),
+            // plus RFC 3986's [ ] for IP literals. Anything else (notably < > " and spaces)
+            // would change meaning when the URI is written back inside <>.
+            if rest.is_empty() || !rest.bytes().all(is_uric) {
                 return Err("malformed absolute URI");
             }
             return Ok(Uri::Other {
@@ -202,7 +205,7 @@ impl Uri {
         let params = parse_uri_params(&mut s)?;
         let headers = if s.eat(b'?') {
             let h = s.rest_str();
-            if h.is_empty() || h.bytes().any(|b| b <= b' ' || b == 0x7f) || !valid_escapes(h) {
+            if h.is_empty() || !h.bytes().all(is_header_char) || !valid_escapes(h) {
                 return Err("malformed URI headers");
             }
             s.advance(h.len());
@@ -342,6 +345,35 @@ fn is_param_char(b: u8) -> bool {
     is_unreserved(b) || matches!(b, b'%' | b'[' | b']' | b'/' | b':' | b'&' | b'+' | b'$')
 }
 
+fn is_uric(b: u8) -> bool {
+    is_unreserved(b)
+        || matches!(
+            b,
+            b';' | b'/'
+                | b'?'
+                | b':'
+                | b'@'
+                | b'&'
+                | b'='
+                | b'+'
+                | b'$'
+                | b','
+                | b'%'
+                | b'['
+                | b']'
+        )
+}
+
+fn is_header_char(b: u8) -> bool {
+    // RFC 3261 §25.1 headers: hname "=" hvalue joined by "&", of hnv-unreserved / unreserved /
+    // escaped.
+    is_unreserved(b)
+        || matches!(
+            b,
+            b'[' | b']' | b'/' | b'?' | b':' | b'+' | b'$' | b'%' | b'=' | b'&'
+        )
+}
+
 /// Every `%` must start an escape of two hex digits (RFC 3261 §25.1 `escaped`).
 fn valid_escapes(s: &str) -> bool {
     let b = s.as_bytes();
@@ -406,6 +438,9 @@ mod tests {
             "sip:host;",
             "sip:2001:db8::10",
             "nosuchscheme",
+            "x:<y>",
+            "tel:+1 555",
+            "sip:a@b?x=<y>",
             "sip:host with space",
         ] {
             assert!(Uri::parse(bad).is_err(), "{bad} should be rejected");

@@ -310,8 +310,9 @@ mod tests {
         let busy = request.response(StatusCode::BUSY_HERE, Some(&Tag::new("srv")));
         transaction.handle_response(busy.clone(), start);
 
-        let ack = match transaction.poll_transmit().map(|b| parse(&b)) {
-            Some(Ok(Message::Request(ack))) => ack,
+        let sent = transaction.poll_transmit().expect("the ACK is queued");
+        let ack = match parse(&sent) {
+            Ok(Message::Request(ack)) => ack,
             other => panic!("expected an ACK, got {other:?}"),
         };
         assert_eq!(ack.method, Method::Ack);

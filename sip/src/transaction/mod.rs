@@ -16,7 +16,7 @@
 //! | B     | ClientInvite       | 64·T1                                   | no response at all to the INVITE          |
 //! | D     | ClientInvite       | max(32 s, 64·T1) UDP, 0 reliable        | absorb retransmitted 3xx–6xx              |
 //! | M     | ClientInvite       | 64·T1 (RFC 6026)                        | pass further 2xx (retransmits, forks) up  |
-//! | E     | ClientNonInvite    | T1 doubling, capped at T2; T2 once a 1xx arrived; UDP only | request retransmission |
+//! | E     | ClientNonInvite    | T1 doubling to T2 (T2 after a 1xx); UDP | request retransmission                    |
 //! | F     | ClientNonInvite    | 64·T1                                   | no final response                         |
 //! | K     | ClientNonInvite    | T4 UDP, 0 reliable                      | absorb retransmitted finals               |
 //! | G     | ServerInvite       | T1 doubling, capped at T2; UDP only     | 3xx–6xx retransmission                    |
@@ -43,6 +43,9 @@
 //!   dropped, so a peer flooding retransmissions cannot grow memory when the owner stalls.
 //! - The RFC 2543 fallback key leaves out the To tag: the ACK for a non-2xx carries the tag the
 //!   server chose, which the INVITE did not, and §17.2.3 matches them by the remaining fields.
+//!   A side effect: an RFC 2543 peer's ACK for a 2xx also matches the INVITE server transaction;
+//!   [`ServerInvite::handle_request`] then counts it as the ACK (like `handle_ack`), and the
+//!   owner still has to pass it to the dialog.
 
 mod client_invite;
 mod client_non_invite;
@@ -118,6 +121,9 @@ impl Timers {
 }
 
 /// What a transaction tells its owner (the transaction user).
+// The response variant is the common one and each event is moved once, from the queue to the
+// owner; boxing it would add an allocation per response and buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// A response for the TU (client transactions): every 1xx, the final response; and in

@@ -313,8 +313,9 @@ mod tests {
     fn trying_is_sent_at_once_with_the_timestamp() {
         let start = Instant::now();
         let mut transaction = ServerInvite::new(invite(), true, Timers::default(), start);
-        let trying = match transaction.poll_transmit().map(|b| parse(&b)) {
-            Some(Ok(Message::Response(r))) => r,
+        let sent = transaction.poll_transmit().expect("100 Trying is queued");
+        let trying = match parse(&sent) {
+            Ok(Message::Response(r)) => r,
             other => panic!("expected 100 Trying, got {other:?}"),
         };
         assert_eq!(trying.status, StatusCode::TRYING);
