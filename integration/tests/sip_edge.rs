@@ -7,7 +7,6 @@
 use std::time::Duration;
 
 use integration::{request, Edge, TcpPeer, UdpPeer};
-use sip::config::ListenTransport;
 use sip::endpoint::{CallEvent, ClientEvent, Origin};
 use sip::message::{parse, CSeq, CallId, Message, Method, NameAddr, Request, StatusCode, Tag, Uri};
 use sip::transport::Target;
@@ -396,11 +395,7 @@ async fn tandem_originates_requests_over_udp_and_tcp_and_times_out_on_silence() 
 
     // UDP: the peer answers 200; the response reaches the caller.
     let peer = UdpPeer::bind().await;
-    let target = Target {
-        transport: ListenTransport::Udp,
-        addr: peer.addr(),
-        connection: None,
-    };
+    let target = Target::udp(peer.addr());
     let mut events = edge.handle.send_request(make(peer.addr()), target);
     let Message::Request(got) = peer.recv().await else {
         panic!("expected a request")
@@ -420,11 +415,7 @@ async fn tandem_originates_requests_over_udp_and_tcp_and_times_out_on_silence() 
     // TCP: Tandem connects, the peer answers on the same connection.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let to = listener.local_addr().unwrap();
-    let target = Target {
-        transport: ListenTransport::Tcp,
-        addr: to,
-        connection: None,
-    };
+    let target = Target::tcp(to);
     let mut events = edge.handle.send_request(make(to), target);
     let (stream, _) = listener.accept().await.unwrap();
     let mut tcp = TcpPeer::from_stream(stream);
@@ -446,11 +437,7 @@ async fn tandem_originates_requests_over_udp_and_tcp_and_times_out_on_silence() 
 
     // Silence: Timer F (64 × T1 = 3.2 s here) reports a timeout, after retransmissions.
     let silent = UdpPeer::bind().await;
-    let target = Target {
-        transport: ListenTransport::Udp,
-        addr: silent.addr(),
-        connection: None,
-    };
+    let target = Target::udp(silent.addr());
     let mut events = edge.handle.send_request(make(silent.addr()), target);
     let event = tokio::time::timeout(Duration::from_secs(6), events.recv())
         .await
@@ -522,4 +509,66 @@ async fn register_with_sha256_digest_binds_the_contact_and_a_replay_is_refused()
     let replay = register("r3", 3, &format!("Authorization: {credentials}\r\n"));
     peer.send(edge.udp, replay.as_bytes()).await;
     assert_eq!(peer.recv_final().await.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn a_call_whose_owner_vanishes_is_answered_500_not_left_ringing() {
+    let mut edge = Edge::start(|_| {}).await;
+    let peer = UdpPeer::bind().await;
+    let uri = format!("sip:+15550100@{}", edge.udp);
+    peer.send(
+        edge.udp,
+        request("INVITE", &uri, peer.addr(), "UDP", "gone", "").as_bytes(),
+    )
+    .await;
+    let call = edge.calls.recv().await.unwrap();
+    edge.handle
+        .respond(&call.key, call.response(StatusCode::RINGING));
+    assert_eq!(peer.recv_final().await.status, StatusCode::RINGING);
+    drop(call);
+    // Housekeeping (every 5 s) notices the call task is gone and releases the caller.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(8);
+    loop {
+        let r = tokio::time::timeout_at(deadline, peer.recv_final())
+            .await
+            .expect("a final response before the deadline");
+        if r.status != StatusCode::RINGING {
+            assert_eq!(r.status, StatusCode::SERVER_INTERNAL_ERROR);
+            break;
+        }
+    }
+}
+
+#[tokio::test]
+async fn responses_leave_from_the_socket_the_request_reached() {
+    let edge = Edge::start(|c| {
+        c.listen.push(sip::config::Listen {
+            transport: sip::config::ListenTransport::Udp,
+            addr: "127.0.0.1:0".parse().unwrap(),
+        })
+    })
+    .await;
+    let second = edge
+        .handle
+        .transports()
+        .local_addrs()
+        .iter()
+        .filter(|(t, _)| *t == sip::config::ListenTransport::Udp)
+        .map(|(_, a)| *a)
+        .nth(1)
+        .unwrap();
+    assert_ne!(second, edge.udp);
+    let peer = UdpPeer::bind().await;
+    let uri = format!("sip:x@{second}");
+    peer.send(
+        second,
+        request("OPTIONS", &uri, peer.addr(), "UDP", "two", "").as_bytes(),
+    )
+    .await;
+    let mut buf = vec![0u8; 65536];
+    let (_, from) = tokio::time::timeout(Duration::from_secs(5), peer.socket.recv_from(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(from, second);
 }

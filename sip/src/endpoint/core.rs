@@ -2,7 +2,6 @@
 //! `poll_transmit`/`poll_timeout`. No sockets, no clock: the shell in `super::run` does that.
 
 use std::collections::{BinaryHeap, HashMap, VecDeque};
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,7 +18,7 @@ use crate::message::{
 use crate::transaction::{
     ClientInvite, ClientNonInvite, Event, Key, ServerInvite, ServerNonInvite, Timers,
 };
-use crate::transport::{Inbound, Target};
+use crate::transport::{Inbound, Received, Target};
 
 /// Methods we implement, for Allow (RFC 3261 §20.5).
 pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER, INFO";
@@ -105,6 +104,10 @@ struct ServerEntry {
     local_tag: Option<Tag>,
     /// Key in the merged-request index (§8.2.2.2), removed with the transaction.
     merge_key: Option<MergeKey>,
+    /// For a request handed to call control: when it must have been answered. Non-INVITE
+    /// server transactions have no timer of their own, so a call task that never answers would
+    /// otherwise keep the transaction forever.
+    answer_by: Option<Instant>,
 }
 
 struct ClientEntry {
@@ -242,9 +245,31 @@ impl Core {
         }
     }
 
-    /// Periodic sweeps: expired registrations, dialog routes whose call has gone.
+    /// Periodic sweeps: expired registrations, dialog routes whose call has gone, and requests
+    /// call control left unanswered (500, so that no transaction outlives its owner).
     pub fn housekeeping(&mut self, now: Instant) {
         self.shared.registrar().expire(now);
+        let abandoned: Vec<Key> = self
+            .servers
+            .iter()
+            .filter(|(_, e)| {
+                let call_gone = e.call.as_ref().is_some_and(|c| c.is_closed())
+                    && matches!(&e.transaction, ServerTransaction::Invite(t) if t.is_proceeding());
+                call_gone || e.answer_by.is_some_and(|at| at <= now)
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in abandoned {
+            if let Some(entry) = self.servers.get_mut(&key) {
+                entry.answer_by = None;
+                entry.call = None;
+            }
+            tracing::warn!(?key, "call control did not answer a request; answering 500");
+            // A transaction that already sent its final response discards this one.
+            self.reply(now, &key, StatusCode::SERVER_INTERNAL_ERROR, |r| {
+                r.with_reason("Call Control Did Not Answer")
+            });
+        }
         self.dialogs.retain(|_, route| !route.call.is_closed());
         self.shared
             .stats
@@ -254,7 +279,7 @@ impl Core {
 
     /// A message from a transport.
     pub fn handle_inbound(&mut self, now: Instant, inbound: Inbound) {
-        let source = inbound.source_info();
+        let source = inbound.received;
         match inbound.message {
             Message::Request(request) => {
                 self.shared.stats.count_request(&request.method);
@@ -283,7 +308,7 @@ impl Core {
         }
     }
 
-    fn handle_request(&mut self, now: Instant, request: Request, from: &Source) {
+    fn handle_request(&mut self, now: Instant, request: Request, from: &Received) {
         let Some(key) = Key::server(&request) else {
             return;
         };
@@ -300,7 +325,18 @@ impl Core {
         let Some(via) = request.headers.top_via() else {
             return;
         };
-        let reply_to = Target::for_response(via, from.addr, from.transport, from.connection);
+        let reply_to = Target::for_response(via, from);
+        if request.method == Method::Options && request.headers.to.tag().is_none() {
+            // RFC 3261 §8.2.7: a UAS may answer statelessly, regenerating the response for a
+            // retransmission. Out-of-dialog OPTIONS (keep-alives, probes, floods) then cost no
+            // state for the 32 s Timer J would keep it.
+            if let Some(response) = simple_answer(&request, &Tag::random()) {
+                self.shared.stats.count_response_out(response.status);
+                self.transmits
+                    .push_back((reply_to, Bytes::from(response.to_bytes())));
+            }
+            return;
+        }
         let reliable = from.transport == ListenTransport::Tcp;
 
         let merge_key = request.headers.to.tag().is_none().then(|| MergeKey {
@@ -332,6 +368,7 @@ impl Core {
                 call: None,
                 local_tag,
                 merge_key: if merged { None } else { merge_key },
+                answer_by: None,
             },
         );
         self.shared
@@ -350,64 +387,25 @@ impl Core {
     }
 
     /// The UAS core's decision for a new request (RFC 3261 §8.2), then per method.
-    fn dispatch(&mut self, now: Instant, key: &Key, from: &Source) {
+    fn dispatch(&mut self, now: Instant, key: &Key, from: &Received) {
         let Some(entry) = self.servers.get(key) else {
             return;
         };
-        let request = entry.transaction.request();
-        let method = request.method.clone();
-
-        // §8.2.2.1: a Request-URI scheme we do not understand gets 416.
-        if method != Method::Cancel && !matches!(request.uri.scheme(), Scheme::Sip | Scheme::Sips) {
-            self.reply(now, key, StatusCode::UNSUPPORTED_URI_SCHEME, |r| r);
+        let tag = entry.local_tag.clone().unwrap_or_else(Tag::random);
+        if let Some(response) = simple_answer(entry.transaction.request(), &tag) {
+            self.respond_in(now, key, response);
             return;
         }
-        // §8.2.2.3: option tags we do not support in Require get 420 with Unsupported.
-        if method != Method::Cancel {
-            let unsupported: Vec<String> = request
-                .headers
-                .get_all("Require")
-                .flat_map(|v| v.split(','))
-                .map(|t| t.trim().to_owned())
-                .filter(|t| !t.is_empty())
-                .collect();
-            if !unsupported.is_empty() {
-                let list = unsupported.join(", ");
-                self.reply(now, key, StatusCode::BAD_EXTENSION, |mut r| {
-                    r.headers.push("Unsupported", list);
-                    r
-                });
-                return;
-            }
-        }
-
-        match method {
-            Method::Options => self.reply(now, key, StatusCode::OK, |mut r| {
-                r.headers.push("Allow", ALLOW);
-                r.headers.push("Accept", "application/sdp");
-                r.headers.push("Accept-Encoding", "identity");
-                r.headers.push("Accept-Language", "en");
-                r.headers.push("Supported", "");
-                r
-            }),
+        match entry.transaction.request().method {
             Method::Invite => self.handle_invite(now, key, from),
             Method::Cancel => self.handle_cancel(now, key),
             Method::Register => self.handle_register(now, key, from),
-            Method::Bye | Method::Info | Method::Update | Method::Prack => {
-                self.route_in_dialog(now, key)
-            }
-            Method::Extension(_) => self.reply(now, key, StatusCode::NOT_IMPLEMENTED, |mut r| {
-                r.headers.push("Allow", ALLOW);
-                r
-            }),
-            _ => self.reply(now, key, StatusCode::METHOD_NOT_ALLOWED, |mut r| {
-                r.headers.push("Allow", ALLOW);
-                r
-            }),
+            // `simple_answer` has answered every other method.
+            _ => self.route_in_dialog(now, key),
         }
     }
 
-    fn handle_invite(&mut self, now: Instant, key: &Key, from: &Source) {
+    fn handle_invite(&mut self, now: Instant, key: &Key, from: &Received) {
         let Some(entry) = self.servers.get(key) else {
             return;
         };
@@ -439,7 +437,7 @@ impl Core {
         let origin = if let Some(trunk) = self
             .trunks
             .iter()
-            .find(|t| t.allow.iter().any(|n| n.contains(&from.addr.ip())))
+            .find(|t| t.allow.iter().any(|n| n.contains(&from.source.ip())))
         {
             Origin::Trunk(trunk.name.clone())
         } else {
@@ -462,7 +460,7 @@ impl Core {
         let local_tag = entry.local_tag.clone().unwrap_or_else(Tag::random);
         let call = IncomingCall {
             request: entry.transaction.request().clone(),
-            source: from.addr,
+            source: from.source,
             origin,
             local_tag,
             key: key.clone(),
@@ -536,7 +534,7 @@ impl Core {
         None
     }
 
-    fn handle_register(&mut self, now: Instant, key: &Key, from: &Source) {
+    fn handle_register(&mut self, now: Instant, key: &Key, from: &Received) {
         let Some(user) = self.authenticate(now, key, "Authorization") else {
             return;
         };
@@ -551,10 +549,13 @@ impl Core {
             });
             return;
         }
-        let response =
-            self.shared
-                .registrar()
-                .handle_register(request, &user, from.addr, from.transport, now);
+        let response = self.shared.registrar().handle_register(
+            request,
+            &user,
+            from.source,
+            from.transport,
+            now,
+        );
         self.respond_in(now, key, response);
     }
 
@@ -595,7 +596,7 @@ impl Core {
     }
 
     fn route_in_dialog(&mut self, now: Instant, key: &Key) {
-        let Some(entry) = self.servers.get(key) else {
+        let Some(entry) = self.servers.get_mut(key) else {
             return;
         };
         let request = entry.transaction.request();
@@ -605,6 +606,7 @@ impl Core {
                 let _ = route
                     .call
                     .send(CallEvent::Request(request.clone(), key.clone()));
+                entry.answer_by = Some(now + self.timers.transaction_timeout());
             }
             // §12.2.2: a request for a dialog we do not know gets 481.
             _ => self.reply(now, key, StatusCode::CALL_DOES_NOT_EXIST, |r| r),
@@ -790,23 +792,6 @@ impl Core {
     }
 }
 
-/// Where a request came from, as the core needs it.
-pub(super) struct Source {
-    addr: SocketAddr,
-    transport: ListenTransport,
-    connection: Option<crate::transport::ConnectionId>,
-}
-
-impl Inbound {
-    fn source_info(&self) -> Source {
-        Source {
-            addr: self.source,
-            transport: self.transport,
-            connection: self.connection,
-        }
-    }
-}
-
 /// The dialog of a message on a dialog where we are the UAS (our tag is in To), for requests
 /// we receive and responses we send alike.
 fn dialog_key(headers: &Headers) -> Option<DialogKey> {
@@ -815,6 +800,54 @@ fn dialog_key(headers: &Headers) -> Option<DialogKey> {
         local_tag: headers.to.tag()?,
         remote_tag: headers.from.tag()?,
     })
+}
+
+/// The answer to a request that needs no state beyond its transaction (RFC 3261 §8.2): 416 for
+/// a Request-URI scheme we do not understand (§8.2.2.1), 420 for option tags in Require
+/// (§8.2.2.3: we support none yet), 200 to OPTIONS (§11.2), 405/501 for methods we do not
+/// handle. `None` for INVITE, CANCEL, REGISTER and in-dialog requests, which the endpoint
+/// decides with its own state.
+fn simple_answer(request: &Request, tag: &Tag) -> Option<Response> {
+    let method = &request.method;
+    let respond = |status| request.response(status, Some(tag));
+    if *method == Method::Cancel {
+        return None;
+    }
+    if !matches!(request.uri.scheme(), Scheme::Sip | Scheme::Sips) {
+        return Some(respond(StatusCode::UNSUPPORTED_URI_SCHEME));
+    }
+    let unsupported: Vec<&str> = request
+        .headers
+        .get_all("Require")
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .collect();
+    if !unsupported.is_empty() {
+        let mut r = respond(StatusCode::BAD_EXTENSION);
+        r.headers.push("Unsupported", unsupported.join(", "));
+        return Some(r);
+    }
+    let mut r = match method {
+        Method::Options => {
+            let mut r = respond(StatusCode::OK);
+            r.headers.push("Accept", "application/sdp");
+            r.headers.push("Accept-Encoding", "identity");
+            r.headers.push("Accept-Language", "en");
+            r.headers.push("Supported", "");
+            r
+        }
+        Method::Invite
+        | Method::Register
+        | Method::Bye
+        | Method::Info
+        | Method::Update
+        | Method::Prack => return None,
+        Method::Extension(_) => respond(StatusCode::NOT_IMPLEMENTED),
+        _ => respond(StatusCode::METHOD_NOT_ALLOWED),
+    };
+    r.headers.push("Allow", ALLOW);
+    Some(r)
 }
 
 /// Compares the media type of a Content-Type value, ignoring parameters and case.

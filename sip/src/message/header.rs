@@ -5,6 +5,7 @@ use std::fmt;
 
 use super::method::Method;
 use super::parse::{is_token_char, Scanner};
+use super::serialize;
 use super::uri::{Host, Uri};
 
 /// RFC 3261 §8.1.1.7: branches of compliant transactions start with this cookie.
@@ -119,13 +120,7 @@ fn is_param_value_char(b: u8) -> bool {
 
 impl fmt::Display for Params {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for p in &self.0 {
-            match &p.value {
-                Some(v) => write!(f, ";{}={}", p.name, v)?,
-                None => write!(f, ";{}", p.name)?,
-            }
-        }
-        Ok(())
+        serialize::display(f, |out| serialize::write_params(out, self))
     }
 }
 
@@ -151,15 +146,18 @@ pub enum Transport {
 impl Transport {
     /// Parses a transport token, case-insensitively.
     pub fn parse(token: &str) -> Transport {
-        match token.to_ascii_uppercase().as_str() {
-            "UDP" => Transport::Udp,
-            "TCP" => Transport::Tcp,
-            "TLS" => Transport::Tls,
-            "SCTP" => Transport::Sctp,
-            "WS" => Transport::Ws,
-            "WSS" => Transport::Wss,
-            _ => Transport::Other(token.to_owned()),
-        }
+        const KNOWN: [(&str, Transport); 6] = [
+            ("UDP", Transport::Udp),
+            ("TCP", Transport::Tcp),
+            ("TLS", Transport::Tls),
+            ("SCTP", Transport::Sctp),
+            ("WS", Transport::Ws),
+            ("WSS", Transport::Wss),
+        ];
+        KNOWN
+            .into_iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(token))
+            .map_or_else(|| Transport::Other(token.to_owned()), |(_, t)| t)
     }
 
     /// Whether the transport delivers reliably (no retransmission timers, RFC 3261 §17).
@@ -285,11 +283,7 @@ impl Via {
 
 impl fmt::Display for Via {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SIP/2.0/{} {}", self.transport, self.host)?;
-        if let Some(port) = self.port {
-            write!(f, ":{port}")?;
-        }
-        write!(f, "{}", self.params)
+        serialize::display(f, |out| serialize::write_via(out, self))
     }
 }
 
@@ -395,10 +389,7 @@ impl NameAddr {
 
 impl fmt::Display for NameAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(name) = &self.display_name {
-            write!(f, "{name} ")?;
-        }
-        write!(f, "<{}>{}", self.uri, self.params)
+        serialize::display(f, |out| serialize::write_name_addr(out, self))
     }
 }
 

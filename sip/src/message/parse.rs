@@ -5,6 +5,8 @@
 //! is a [`ParseError`]; for a request whose Via, From, To, Call-ID and CSeq lines could be read, it
 //! can produce the 400 (or 505) that RFC 3261 §8.2 and §21.5.20 ask for.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 
 use super::header::{CSeq, CallId, Contact, NameAddr, Via};
@@ -146,32 +148,40 @@ pub fn parse(input: &[u8]) -> Result<Message, ParseError> {
         .map_err(|_| ParseError::new(ParseErrorKind::NotUtf8))?;
     let rest = &input[head_len + 4..];
 
-    let (start_line, header_text) = match head.find("\r\n") {
-        Some(i) => (&head[..i], &head[i + 2..]),
+    let (start_line, header_text) = match head.find('\n') {
+        Some(i) => (
+            head[..i]
+                .strip_suffix('\r')
+                .ok_or(ParseError::detailed(ParseErrorKind::StartLine, "bare LF"))?,
+            &head[i + 1..],
+        ),
         None => (head, ""),
     };
     let start = parse_start_line(start_line);
-    let raw = split_header_lines(header_text)?;
+    let mut raw = split_header_lines(header_text)?;
 
-    // Capture what a 400 must echo before validating anything else, so that every later
-    // failure of a request can still be answered.
-    let echo = match &start {
-        Ok(Start::Request { .. }) | Err(_) if looks_like_request(start_line) => echo_of(&raw),
-        _ => None,
-    };
-    let with_echo = |mut e: ParseError| {
-        e.echo = echo.clone();
+    // Every failure of a request past this point can still be answered: what a 400 must echo is
+    // copied from the raw lines when (and only when) a failure happens.
+    let is_request = looks_like_request(start_line);
+    let with_echo = |mut e: ParseError, raw: &[RawHeader<'_>]| {
+        if is_request {
+            e.echo = echo_of(raw);
+        }
         e
     };
 
-    let start = start.map_err(with_echo)?;
-    let (headers, content_length) = build_headers(&raw, &start).map_err(with_echo)?;
+    let start = start.map_err(|e| with_echo(e, &raw))?;
+    let (headers, content_length) = match build_headers(&mut raw, &start) {
+        Ok(built) => built,
+        Err(e) => return Err(with_echo(e, &raw)),
+    };
 
     let body = match content_length {
         Some(len) if len > rest.len() => {
-            return Err(with_echo(ParseError::new(
-                ParseErrorKind::ContentLengthTooLarge,
-            )))
+            return Err(with_echo(
+                ParseError::new(ParseErrorKind::ContentLengthTooLarge),
+                &raw,
+            ))
         }
         Some(len) => Bytes::copy_from_slice(&rest[..len]),
         None => Bytes::copy_from_slice(rest),
@@ -195,17 +205,43 @@ pub fn parse(input: &[u8]) -> Result<Message, ParseError> {
 
 /// The index of the `\r\n\r\n` that ends the header section.
 pub(crate) fn find_head_end(input: &[u8]) -> Option<usize> {
-    input.windows(4).position(|w| w == b"\r\n\r\n")
+    // Horspool search: the byte under the last position of the pattern decides how far to move
+    // (1 after a CR, 2 after a mismatching LF, 4 after anything else), so text is mostly skipped
+    // four bytes at a time.
+    let mut i = 0;
+    while let Some(&last) = input.get(i + 3) {
+        match last {
+            b'\n' if input[i..i + 3] == *b"\r\n\r" => return Some(i),
+            b'\n' => i += 2,
+            b'\r' => i += 1,
+            _ => i += 4,
+        }
+    }
+    None
 }
 
 /// Whether `b` is a `token` character (RFC 3261 §25.1).
+#[inline]
 pub fn is_token_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
-        )
+    TOKEN_CHARS[usize::from(b)]
 }
+
+/// `is_token_char` as a table: it runs for nearly every byte of a header section.
+static TOKEN_CHARS: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        // Invariant: b < 256, so the cast is exact.
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+            );
+        b += 1;
+    }
+    table
+};
 
 enum Start<'a> {
     Request { method: Method, uri: Uri },
@@ -243,8 +279,10 @@ fn parse_start_line(line: &str) -> Result<Start<'_>, ParseError> {
         return Ok(self::Start::Response { status, reason });
     }
     // Request-Line = Method SP Request-URI SP SIP-Version: exactly single spaces (§7.1).
-    let parts: Vec<&str> = line.split(' ').collect();
-    let [method, uri, version] = parts[..] else {
+    let mut parts = line.split(' ');
+    let (Some(method), Some(uri), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return Err(ParseError::detailed(
             StartLine,
             "request line needs three elements",
@@ -275,11 +313,30 @@ fn parse_start_line(line: &str) -> Result<Start<'_>, ParseError> {
     Ok(self::Start::Request { method, uri })
 }
 
-/// One logical header line: canonical name and unfolded, trimmed value.
+/// One logical header line: canonical name and unfolded, trimmed value (borrowed from the input
+/// unless line folding forced a copy).
 struct RawHeader<'a> {
     name: &'static str,
+    kind: Kind,
     other_name: &'a str,
-    value: String,
+    value: Cow<'a, str>,
+}
+
+/// The headers the parser types (everything else is `Other`), so that the header loop dispatches
+/// on a small integer rather than comparing names again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Via,
+    From,
+    To,
+    CallId,
+    CSeq,
+    MaxForwards,
+    Contact,
+    Route,
+    RecordRoute,
+    ContentLength,
+    Other,
 }
 
 impl RawHeader<'_> {
@@ -294,16 +351,32 @@ impl RawHeader<'_> {
 
 fn split_header_lines(text: &str) -> Result<Vec<RawHeader<'_>>, ParseError> {
     use ParseErrorKind::*;
-    let mut out: Vec<RawHeader<'_>> = Vec::new();
     if text.is_empty() {
-        return Ok(out);
+        return Ok(Vec::new());
     }
-    for line in text.split("\r\n") {
+    // Every LF is checked below to follow a CR, so one CR more than LFs means a bare CR. Counting
+    // once over the section is cheaper than searching each line.
+    let count = |byte: u8| text.bytes().filter(|&b| b == byte).count();
+    if count(b'\r') != count(b'\n') {
+        return Err(ParseError::detailed(HeaderLine, "bare CR"));
+    }
+    let mut out: Vec<RawHeader<'_>> = Vec::with_capacity(text.len() / 32 + 1);
+    let mut rest = Some(text);
+    while let Some(remaining) = rest {
         // Lines end only with CRLF (RFC 3261 §7.3.1). A bare CR or LF inside a line is refused, so
         // that no element that splits lines differently can be made to see other headers.
-        if line.bytes().any(|b| b == b'\r' || b == b'\n') {
-            return Err(ParseError::detailed(HeaderLine, "bare CR or LF"));
-        }
+        let line = match remaining.find('\n') {
+            Some(i) => {
+                rest = Some(&remaining[i + 1..]);
+                remaining[..i]
+                    .strip_suffix('\r')
+                    .ok_or(ParseError::detailed(HeaderLine, "bare LF"))?
+            }
+            None => {
+                rest = None;
+                remaining
+            }
+        };
         if line.starts_with([' ', '\t']) {
             // RFC 3261 §7.3.1: a line starting with whitespace continues the previous one; the
             // fold is equivalent to a single SP.
@@ -313,10 +386,11 @@ fn split_header_lines(text: &str) -> Result<Vec<RawHeader<'_>>, ParseError> {
             ))?;
             let cont = line.trim_matches([' ', '\t']);
             if !cont.is_empty() {
-                if !prev.value.is_empty() {
-                    prev.value.push(' ');
+                let value = prev.value.to_mut();
+                if !value.is_empty() {
+                    value.push(' ');
                 }
-                prev.value.push_str(cont);
+                value.push_str(cont);
             }
             continue;
         }
@@ -331,121 +405,137 @@ fn split_header_lines(text: &str) -> Result<Vec<RawHeader<'_>>, ParseError> {
         if out.len() >= MAX_HEADERS {
             return Err(ParseError::new(TooManyHeaders));
         }
-        let canonical = canonical_name(name);
+        let (canonical, kind) = canonical_name(name).unwrap_or(("", Kind::Other));
         out.push(RawHeader {
-            name: canonical.unwrap_or(""),
+            name: canonical,
+            kind,
             other_name: name,
-            value: line[colon + 1..].trim_matches([' ', '\t']).to_owned(),
+            value: Cow::Borrowed(line[colon + 1..].trim_matches([' ', '\t'])),
         });
     }
     Ok(out)
 }
 
-/// Canonical spelling of known header names, with compact forms expanded (RFC 3261 §7.3.3 and
-/// the IANA registry's compact forms).
-fn canonical_name(name: &str) -> Option<&'static str> {
-    const KNOWN: &[(&str, &str)] = &[
-        ("i", "Call-ID"),
-        ("m", "Contact"),
-        ("e", "Content-Encoding"),
-        ("l", "Content-Length"),
-        ("c", "Content-Type"),
-        ("f", "From"),
-        ("s", "Subject"),
-        ("k", "Supported"),
-        ("t", "To"),
-        ("v", "Via"),
-        ("o", "Event"),
-        ("r", "Refer-To"),
-        ("b", "Referred-By"),
-        ("u", "Allow-Events"),
-        ("x", "Session-Expires"),
+/// Canonical spelling and kind of known header names, with compact forms expanded (RFC 3261
+/// §7.3.3 and the IANA registry's compact forms).
+fn canonical_name(name: &str) -> Option<(&'static str, Kind)> {
+    use Kind::*;
+    const COMPACT: &[(u8, &str, Kind)] = &[
+        (b'i', "Call-ID", CallId),
+        (b'm', "Contact", Contact),
+        (b'e', "Content-Encoding", Other),
+        (b'l', "Content-Length", ContentLength),
+        (b'c', "Content-Type", Other),
+        (b'f', "From", From),
+        (b's', "Subject", Other),
+        (b'k', "Supported", Other),
+        (b't', "To", To),
+        (b'v', "Via", Via),
+        (b'o', "Event", Other),
+        (b'r', "Refer-To", Other),
+        (b'b', "Referred-By", Other),
+        (b'u', "Allow-Events", Other),
+        (b'x', "Session-Expires", Other),
     ];
-    const FULL: &[&str] = &[
-        "Accept",
-        "Accept-Encoding",
-        "Accept-Language",
-        "Alert-Info",
-        "Allow",
-        "Allow-Events",
-        "Authentication-Info",
-        "Authorization",
-        "Call-ID",
-        "Call-Info",
-        "Contact",
-        "Content-Disposition",
-        "Content-Encoding",
-        "Content-Language",
-        "Content-Length",
-        "Content-Type",
-        "CSeq",
-        "Date",
-        "Error-Info",
-        "Event",
-        "Expires",
-        "From",
-        "In-Reply-To",
-        "Max-Forwards",
-        "Min-Expires",
-        "MIME-Version",
-        "Organization",
-        "Priority",
-        "Proxy-Authenticate",
-        "Proxy-Authorization",
-        "Proxy-Require",
-        "Record-Route",
-        "Refer-To",
-        "Referred-By",
-        "Reply-To",
-        "Require",
-        "Retry-After",
-        "Route",
-        "Server",
-        "Session-Expires",
-        "Subject",
-        "Supported",
-        "Timestamp",
-        "To",
-        "Unsupported",
-        "User-Agent",
-        "Via",
-        "Warning",
-        "WWW-Authenticate",
-    ];
-    if name.len() == 1 {
-        return KNOWN
+    if let [letter] = name.as_bytes() {
+        let letter = letter.to_ascii_lowercase();
+        return COMPACT
             .iter()
-            .find(|(c, _)| c.eq_ignore_ascii_case(name))
-            .map(|(_, full)| *full);
+            .find(|(c, _, _)| *c == letter)
+            .map(|&(_, full, kind)| (full, kind));
     }
-    FULL.iter().find(|f| f.eq_ignore_ascii_case(name)).copied()
+    // Only names of the same length can match: the table is ordered by length, so a binary
+    // search finds that stretch and at most a handful of names are compared.
+    let from = KNOWN_BY_LENGTH.partition_point(|(n, _)| n.len() < name.len());
+    KNOWN_BY_LENGTH[from..]
+        .iter()
+        .take_while(|(n, _)| n.len() == name.len())
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .copied()
 }
+
+/// Every header name we spell canonically, ordered by length (checked by a unit test).
+const KNOWN_BY_LENGTH: &[(&str, Kind)] = &[
+    ("To", Kind::To),
+    ("Via", Kind::Via),
+    ("CSeq", Kind::CSeq),
+    ("Date", Kind::Other),
+    ("From", Kind::From),
+    ("Allow", Kind::Other),
+    ("Event", Kind::Other),
+    ("Route", Kind::Route),
+    ("Accept", Kind::Other),
+    ("Server", Kind::Other),
+    ("Call-ID", Kind::CallId),
+    ("Contact", Kind::Contact),
+    ("Expires", Kind::Other),
+    ("Require", Kind::Other),
+    ("Subject", Kind::Other),
+    ("Warning", Kind::Other),
+    ("Priority", Kind::Other),
+    ("Refer-To", Kind::Other),
+    ("Reply-To", Kind::Other),
+    ("Call-Info", Kind::Other),
+    ("Supported", Kind::Other),
+    ("Timestamp", Kind::Other),
+    ("Alert-Info", Kind::Other),
+    ("Error-Info", Kind::Other),
+    ("User-Agent", Kind::Other),
+    ("In-Reply-To", Kind::Other),
+    ("Min-Expires", Kind::Other),
+    ("Referred-By", Kind::Other),
+    ("Retry-After", Kind::Other),
+    ("Unsupported", Kind::Other),
+    ("Allow-Events", Kind::Other),
+    ("Content-Type", Kind::Other),
+    ("Max-Forwards", Kind::MaxForwards),
+    ("MIME-Version", Kind::Other),
+    ("Organization", Kind::Other),
+    ("Record-Route", Kind::RecordRoute),
+    ("Authorization", Kind::Other),
+    ("Proxy-Require", Kind::Other),
+    ("Content-Length", Kind::ContentLength),
+    ("Accept-Encoding", Kind::Other),
+    ("Accept-Language", Kind::Other),
+    ("Session-Expires", Kind::Other),
+    ("Content-Encoding", Kind::Other),
+    ("Content-Language", Kind::Other),
+    ("WWW-Authenticate", Kind::Other),
+    ("Proxy-Authenticate", Kind::Other),
+    ("Authentication-Info", Kind::Other),
+    ("Content-Disposition", Kind::Other),
+    ("Proxy-Authorization", Kind::Other),
+];
 
 fn echo_of(raw: &[RawHeader<'_>]) -> Option<Box<Echo>> {
     // When a single-value header is repeated (RFC 4475 §3.3.8), the first value is echoed so that
     // the 400 can still be sent.
-    let one = |name: &str| -> Option<String> {
-        raw.iter().find(|h| h.name == name).map(|h| h.value.clone())
+    let one = |kind: Kind| -> Option<String> {
+        raw.iter()
+            .find(|h| h.kind == kind)
+            .map(|h| h.value.clone().into_owned())
     };
     let via: Vec<String> = raw
         .iter()
-        .filter(|h| h.name == "Via")
-        .map(|h| h.value.clone())
+        .filter(|h| h.kind == Kind::Via)
+        .map(|h| h.value.clone().into_owned())
         .collect();
     if via.is_empty() {
         return None;
     }
     Some(Box::new(Echo {
         via,
-        from: one("From")?,
-        to: one("To")?,
-        call_id: one("Call-ID")?,
-        cseq: one("CSeq")?,
+        from: one(Kind::From)?,
+        to: one(Kind::To)?,
+        call_id: one(Kind::CallId)?,
+        cseq: one(Kind::CSeq)?,
     }))
 }
 
+/// Builds the typed headers. Values of non-core headers are moved out of `raw`; the core ones
+/// stay, so that a failure can still echo them.
 fn build_headers(
-    raw: &[RawHeader<'_>],
+    raw: &mut [RawHeader<'_>],
     start: &Start<'_>,
 ) -> Result<(Headers, Option<usize>), ParseError> {
     use ParseErrorKind::*;
@@ -459,7 +549,7 @@ fn build_headers(
     let mut route = Vec::new();
     let mut record_route = Vec::new();
     let mut content_length: Option<usize> = None;
-    let mut other = Vec::new();
+    let mut other = Vec::with_capacity(raw.iter().filter(|h| h.kind == Kind::Other).count());
 
     fn single<T>(slot: &mut Option<T>, value: T, name: &'static str) -> Result<(), ParseError> {
         if slot.is_some() {
@@ -469,32 +559,32 @@ fn build_headers(
         Ok(())
     }
 
-    for h in raw {
-        let v = h.value.as_str();
-        match h.name {
-            "Via" => list(v, &mut via, Via::parse, "Via")?,
-            "From" => single(&mut from, name_addr(v, "From")?, "From")?,
-            "To" => single(&mut to, name_addr(v, "To")?, "To")?,
-            "Call-ID" => {
+    for h in raw.iter_mut() {
+        let v: &str = &h.value;
+        match h.kind {
+            Kind::Via => list(v, &mut via, Via::parse, "Via")?,
+            Kind::From => single(&mut from, name_addr(v, "From")?, "From")?,
+            Kind::To => single(&mut to, name_addr(v, "To")?, "To")?,
+            Kind::CallId => {
                 // RFC 3261 §25.1: callid = word [ "@" word ], no whitespace.
                 if v.is_empty() || v.bytes().any(|b| b <= b' ' || b >= 0x7f) {
                     return Err(ParseError::new(Header("Call-ID")));
                 }
                 single(&mut call_id, CallId::new(v), "Call-ID")?
             }
-            "CSeq" => single(
+            Kind::CSeq => single(
                 &mut cseq,
                 CSeq::parse(v).map_err(|d| ParseError::detailed(Header("CSeq"), d))?,
                 "CSeq",
             )?,
-            "Max-Forwards" => {
+            Kind::MaxForwards => {
                 let n = (!v.is_empty() && v.len() <= 9 && v.bytes().all(|b| b.is_ascii_digit()))
                     .then(|| v.parse::<u32>().ok())
                     .flatten()
                     .ok_or(ParseError::new(Header("Max-Forwards")))?;
                 single(&mut max_forwards, n, "Max-Forwards")?
             }
-            "Contact" => {
+            Kind::Contact => {
                 if v == "*" {
                     if contact.is_some() {
                         return Err(ParseError::detailed(
@@ -519,9 +609,9 @@ fn build_headers(
                     contact = Some(Contact::Addresses(addrs));
                 }
             }
-            "Route" => list(v, &mut route, NameAddr::parse, "Route")?,
-            "Record-Route" => list(v, &mut record_route, NameAddr::parse, "Record-Route")?,
-            "Content-Length" => {
+            Kind::Route => list(v, &mut route, NameAddr::parse, "Route")?,
+            Kind::RecordRoute => list(v, &mut record_route, NameAddr::parse, "Record-Route")?,
+            Kind::ContentLength => {
                 let n = (!v.is_empty() && v.len() <= 9 && v.bytes().all(|b| b.is_ascii_digit()))
                     .then(|| v.parse::<usize>().ok())
                     .flatten()
@@ -531,7 +621,10 @@ fn build_headers(
                 }
                 content_length = Some(n);
             }
-            _ => other.push((h.name().to_owned(), h.value.clone())),
+            Kind::Other => {
+                let name = h.name().to_owned();
+                other.push((name, std::mem::take(&mut h.value).into_owned()));
+            }
         }
     }
 
@@ -692,5 +785,47 @@ impl<'a> Scanner<'a> {
 
     pub(crate) fn is_empty(&self) -> bool {
         self.pos >= self.text.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_names_are_ordered_by_length_and_found_in_any_case() {
+        assert!(KNOWN_BY_LENGTH
+            .windows(2)
+            .all(|w| w[0].0.len() <= w[1].0.len()));
+        for &(name, kind) in KNOWN_BY_LENGTH {
+            assert_eq!(canonical_name(name), Some((name, kind)));
+            assert_eq!(
+                canonical_name(&name.to_ascii_lowercase()),
+                Some((name, kind))
+            );
+        }
+        assert_eq!(canonical_name("V"), Some(("Via", Kind::Via)));
+        assert_eq!(canonical_name("X-Unknown"), None);
+        assert_eq!(canonical_name("q"), None);
+    }
+
+    #[test]
+    fn head_end_is_found_at_every_offset() {
+        for prefix in 0..12 {
+            let mut input = vec![b'a'; prefix];
+            input.extend_from_slice(b"\r\n\r\r\n\n\r\n\r\nbody");
+            let expected = input.windows(4).position(|w| w == b"\r\n\r\n");
+            assert_eq!(find_head_end(&input), expected, "prefix {prefix}");
+        }
+        assert_eq!(find_head_end(b"\r\n\r"), None);
+        assert_eq!(find_head_end(b""), None);
+    }
+
+    #[test]
+    fn token_table_matches_the_grammar() {
+        for b in 0..=255u8 {
+            let expected = b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b);
+            assert_eq!(is_token_char(b), expected, "byte {b}");
+        }
     }
 }

@@ -74,20 +74,21 @@ impl From<IpAddr> for Host {
 }
 
 fn host_from_name(name: &str) -> Option<Host> {
-    if let Ok(v4) = name.parse::<Ipv4Addr>() {
-        return Some(Host::Ipv4(v4));
+    // Only a name ending in a digit can be a dotted quad; skip the attempt for domain names.
+    if name.ends_with(|c: char| c.is_ascii_digit()) {
+        if let Ok(v4) = name.parse::<Ipv4Addr>() {
+            return Some(Host::Ipv4(v4));
+        }
     }
     // RFC 3261 §25.1 hostname: labels of alphanum and '-', not starting or ending with '-', an
     // optional trailing dot; the top label starts with a letter. A dotted-quad-looking name that
     // failed to parse as IPv4 (e.g. 300.1.1.1) is rejected here by the top-label rule.
     let trimmed = name.strip_suffix('.').unwrap_or(name);
-    let labels: Vec<&str> = trimmed.split('.').collect();
-    let valid = labels
-        .iter()
-        .all(|l| !l.is_empty() && !l.starts_with('-') && !l.ends_with('-') && l.len() <= 63)
-        && labels
-            .last()
-            .is_some_and(|l| l.as_bytes()[0].is_ascii_alphabetic());
+    let mut last = "";
+    let valid = trimmed.split('.').all(|l| {
+        last = l;
+        !l.is_empty() && !l.starts_with('-') && !l.ends_with('-') && l.len() <= 63
+    }) && last.starts_with(|c: char| c.is_ascii_alphabetic());
     valid.then(|| Host::Domain(name.to_owned()))
 }
 
@@ -267,28 +268,7 @@ impl std::str::FromStr for Uri {
 
 impl fmt::Display for Uri {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Uri::Sip(u) => {
-                f.write_str(if u.secure { "sips:" } else { "sip:" })?;
-                if let Some(user) = &u.user {
-                    f.write_str(user)?;
-                    if let Some(p) = &u.password {
-                        write!(f, ":{p}")?;
-                    }
-                    f.write_str("@")?;
-                }
-                write!(f, "{}", u.host)?;
-                if let Some(port) = u.port {
-                    write!(f, ":{port}")?;
-                }
-                write!(f, "{}", u.params)?;
-                if let Some(h) = &u.headers {
-                    write!(f, "?{h}")?;
-                }
-                Ok(())
-            }
-            Uri::Other { scheme, rest } => write!(f, "{scheme}:{rest}"),
-        }
+        super::serialize::display(f, |out| super::serialize::write_uri(out, self))
     }
 }
 

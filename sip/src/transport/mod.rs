@@ -26,13 +26,22 @@ pub use tcp::TcpStats;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnectionId(u64);
 
-/// A message that arrived, parsed, with where it came from.
+/// A message that arrived, parsed, with how it arrived.
 #[derive(Debug)]
 pub struct Inbound {
     /// The message (a request's top Via already carries `received`/`rport`).
     pub message: Message,
+    /// Where it came from and over what.
+    pub received: Received,
+}
+
+/// How a message arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Received {
     /// The peer's address.
     pub source: SocketAddr,
+    /// Our socket's address (the listener for UDP, the connection's local end for TCP).
+    pub local: SocketAddr,
     /// The transport it came over.
     pub transport: ListenTransport,
     /// The TCP connection it came over.
@@ -49,17 +58,39 @@ pub struct Target {
     /// An existing TCP connection to prefer (RFC 3261 §18.2.2: responses go back over the
     /// connection the request came on, while it is open).
     pub connection: Option<ConnectionId>,
+    /// The local UDP socket to send from: responses leave from the socket the request reached,
+    /// so NAT bindings and symmetric peers see the address they sent to.
+    pub local: Option<SocketAddr>,
 }
 
 impl Target {
-    /// Where a response to a request that arrived as `inbound` goes (RFC 3261 §18.2.2 with
+    /// A UDP destination, sent from any of our sockets of the right address family.
+    pub fn udp(addr: SocketAddr) -> Target {
+        Target {
+            transport: ListenTransport::Udp,
+            addr,
+            connection: None,
+            local: None,
+        }
+    }
+
+    /// A TCP destination: an open connection to `addr` is reused, else one is opened.
+    pub fn tcp(addr: SocketAddr) -> Target {
+        Target {
+            transport: ListenTransport::Tcp,
+            ..Target::udp(addr)
+        }
+    }
+
+    /// Where a response to a request that arrived as `received` goes (RFC 3261 §18.2.2 with
     /// RFC 3581 §4). `via` is the request's top Via as stamped on receipt.
-    pub fn for_response(
-        via: &Via,
-        source: SocketAddr,
-        transport: ListenTransport,
-        connection: Option<ConnectionId>,
-    ) -> Target {
+    pub fn for_response(via: &Via, received: &Received) -> Target {
+        let Received {
+            source,
+            local,
+            transport,
+            connection,
+        } = *received;
         if transport == ListenTransport::Tcp {
             // Reliable: the same connection; if it is gone, a new one to the source IP and the
             // sent-by port (the transport layer reconnects to `addr`).
@@ -68,6 +99,7 @@ impl Target {
                 transport,
                 addr: connection.map_or(SocketAddr::new(source.ip(), port), |_| source),
                 connection,
+                local: None,
             };
         }
         // Unreliable. We ignore maddr (multicast responses are not something a softswitch
@@ -81,6 +113,7 @@ impl Target {
             transport,
             addr,
             connection: None,
+            local: Some(local),
         }
     }
 }
@@ -126,6 +159,8 @@ pub struct Transports {
 
 struct Inner {
     udp: Vec<Arc<UdpSocket>>,
+    /// Local address of each socket in `udp`, same order.
+    udp_local: Vec<SocketAddr>,
     tcp: tcp::Registry,
     stats: Arc<Stats>,
     local: Vec<(ListenTransport, SocketAddr)>,
@@ -156,12 +191,15 @@ impl Transports {
         let stats = Arc::new(Stats::default());
         let tcp = tcp::Registry::new(limits, inbound.clone(), stats.clone(), shutdown.clone());
         let mut udp = Vec::new();
+        let mut udp_local = Vec::new();
         let mut local = Vec::new();
         for listen in &config.listen {
             match listen.transport {
                 ListenTransport::Udp => {
                     let socket = Arc::new(udp::bind(listen.addr)?);
-                    local.push((ListenTransport::Udp, socket.local_addr()?));
+                    let addr = socket.local_addr()?;
+                    local.push((ListenTransport::Udp, addr));
+                    udp_local.push(addr);
                     tokio::spawn(udp::receive_loop(
                         socket.clone(),
                         limits,
@@ -181,6 +219,7 @@ impl Transports {
         Ok(Transports {
             inner: Arc::new(Inner {
                 udp,
+                udp_local,
                 tcp,
                 stats,
                 local,
@@ -195,7 +234,7 @@ impl Transports {
     pub fn send(&self, target: &Target, bytes: Bytes) {
         match target.transport {
             ListenTransport::Udp => {
-                let Some(socket) = self.udp_for(target.addr) else {
+                let Some(socket) = self.udp_for(target) else {
                     self.inner.stats.dropped.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(to = %target.addr, "no UDP socket of that address family");
                     return;
@@ -238,12 +277,15 @@ impl Transports {
         &self.inner.stats
     }
 
-    fn udp_for(&self, to: SocketAddr) -> Option<&Arc<UdpSocket>> {
-        self.inner.udp.iter().find(|s| {
-            s.local_addr().is_ok_and(|a| {
-                a.is_ipv4() == to.is_ipv4() || a.ip().is_unspecified() && a.is_ipv6()
-            })
-        })
+    fn udp_for(&self, target: &Target) -> Option<&Arc<UdpSocket>> {
+        let to = target.addr;
+        let mut sockets = self.inner.udp.iter().zip(&self.inner.udp_local);
+        let by_local = target
+            .local
+            .and_then(|local| sockets.clone().find(|(_, a)| **a == local));
+        by_local
+            .or_else(|| sockets.find(|(_, a)| a.is_ipv4() == to.is_ipv4()))
+            .map(|(socket, _)| socket)
     }
 }
 
@@ -309,6 +351,15 @@ mod tests {
         }
     }
 
+    fn udp_from(source: SocketAddr) -> Received {
+        Received {
+            source,
+            local: "198.51.100.1:5060".parse().unwrap(),
+            transport: ListenTransport::Udp,
+            connection: None,
+        }
+    }
+
     #[test]
     fn rport_answers_the_source_port() {
         let mut r = request("SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK1;rport");
@@ -317,8 +368,9 @@ mod tests {
         let via = &r.headers.via[0];
         assert_eq!(via.received(), Some("192.0.2.7"));
         assert_eq!(via.rport(), Some(Some(40000)));
-        let t = Target::for_response(via, source, ListenTransport::Udp, None);
+        let t = Target::for_response(via, &udp_from(source));
         assert_eq!(t.addr, source);
+        assert_eq!(t.local, Some(udp_from(source).local));
     }
 
     #[test]
@@ -328,7 +380,7 @@ mod tests {
         stamp_via(&mut r, source);
         let via = &r.headers.via[0];
         assert_eq!(via.received(), Some("192.0.2.7"));
-        let t = Target::for_response(via, source, ListenTransport::Udp, None);
+        let t = Target::for_response(via, &udp_from(source));
         assert_eq!(t.addr, "192.0.2.7:5070".parse().unwrap());
     }
 
@@ -354,9 +406,15 @@ mod tests {
         let r = request("SIP/2.0/TCP 10.0.0.1:5070;branch=z9hG4bK1");
         let source: SocketAddr = "192.0.2.7:40000".parse().unwrap();
         let c = Some(ConnectionId(7));
-        let t = Target::for_response(&r.headers.via[0], source, ListenTransport::Tcp, c);
+        let mut received = Received {
+            transport: ListenTransport::Tcp,
+            connection: c,
+            ..udp_from(source)
+        };
+        let t = Target::for_response(&r.headers.via[0], &received);
         assert_eq!((t.addr, t.connection), (source, c));
-        let t = Target::for_response(&r.headers.via[0], source, ListenTransport::Tcp, None);
+        received.connection = None;
+        let t = Target::for_response(&r.headers.via[0], &received);
         assert_eq!(t.addr, "192.0.2.7:5070".parse().unwrap());
     }
 }

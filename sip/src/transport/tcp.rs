@@ -12,7 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
-use super::{accept_bytes, ConnectionId, Inbound, Limits, Stats, Target};
+use super::{accept_bytes, ConnectionId, Inbound, Limits, Received, Stats, Target};
 use crate::config::ListenTransport;
 use crate::message::{Framed, StreamFramer};
 
@@ -180,6 +180,9 @@ impl Registry {
             conns.by_addr.insert(peer, id);
         }
         self.inner.stats.tcp.open.fetch_add(1, Ordering::Relaxed);
+        let local = stream
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
         let (mut read, mut write) = stream.into_split();
         let writer = tokio::spawn(async move {
             while let Some(bytes) = rx.recv().await {
@@ -227,9 +230,12 @@ impl Registry {
                         if let Some(message) = message {
                             let item = Inbound {
                                 message,
-                                source: peer,
-                                transport: ListenTransport::Tcp,
-                                connection: Some(id),
+                                received: Received {
+                                    source: peer,
+                                    local,
+                                    transport: ListenTransport::Tcp,
+                                    connection: Some(id),
+                                },
                             };
                             // Streams get backpressure rather than loss: stop reading until
                             // the endpoint has room.

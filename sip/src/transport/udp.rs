@@ -8,7 +8,7 @@ use bytes::Bytes;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
-use super::{accept_bytes, Inbound, Limits, Stats};
+use super::{accept_bytes, Inbound, Limits, Received, Stats};
 use crate::config::ListenTransport;
 
 /// Kernel buffer size asked for: bursts of INVITEs must queue in the kernel, not be dropped
@@ -42,6 +42,13 @@ pub(super) async fn receive_loop(
     // One byte more than the limit, so an oversize datagram is detectable rather than silently
     // truncated into something that might parse.
     let mut buf = vec![0u8; limits.max_message_size + 1];
+    let local = match socket.local_addr() {
+        Ok(local) => local,
+        Err(e) => {
+            tracing::error!(error = %e, "UDP socket has no local address; not receiving");
+            return;
+        }
+    };
     loop {
         let (len, source) = tokio::select! {
             _ = super::stopped(&mut shutdown) => return,
@@ -72,9 +79,12 @@ pub(super) async fn receive_loop(
         if let Some(message) = message {
             let item = Inbound {
                 message,
-                source,
-                transport: ListenTransport::Udp,
-                connection: None,
+                received: Received {
+                    source,
+                    local,
+                    transport: ListenTransport::Udp,
+                    connection: None,
+                },
             };
             // A full endpoint queue means overload: shed the datagram, the peer retransmits.
             if inbound.try_send(item).is_err() {
