@@ -1,7 +1,9 @@
-//! `tandem serve`: binds everything from the resolved configuration, runs until SIGINT or
-//! SIGTERM, then drains: new INVITEs get 503 with Retry-After while live calls get the
-//! configured grace period, and the process exits 0.
+//! `tandem serve`: prepares the data directory (generated secrets), binds the HTTP and SIP
+//! listeners from the resolved configuration, runs until SIGINT or SIGTERM, then drains: new
+//! INVITEs get 503 with Retry-After and `/healthz` 503, live calls get the configured grace
+//! period, and the process exits 0.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -9,14 +11,28 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 
 use crate::config::AppConfig;
+use crate::{data_dir, http};
 
 /// How often the drain checks whether the last call has ended.
 const DRAIN_POLL: Duration = Duration::from_millis(100);
 
 /// Runs Tandem until a shutdown signal, then drains and returns.
 pub async fn serve(config: AppConfig) -> anyhow::Result<()> {
+    data_dir::ensure(&config.data_dir)?;
+    let api_key = match &config.http.api_key {
+        Some(key) => key.expose().to_owned(),
+        None => {
+            let (key, path) = data_dir::secret(&config.data_dir, data_dir::API_KEY_FILE)?;
+            tracing::info!(path = %path.display(), "HTTP API key (generated on first start)");
+            key
+        }
+    };
+    let http_listener = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .with_context(|| format!("binding the HTTP listener {}", config.http.listen))?;
+
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let (endpoint, calls) = sip::endpoint::start(&config.sip, shutdown_rx)
+    let (endpoint, calls) = sip::endpoint::start(&config.sip, shutdown_rx.clone())
         .await
         .context("binding the SIP listeners")?;
     for (transport, addr) in endpoint.transports().local_addrs() {
@@ -28,6 +44,16 @@ pub async fn serve(config: AppConfig) -> anyhow::Result<()> {
         endpoint.clone(),
         calls,
         active.clone(),
+    ));
+    tracing::info!(addr = %http_listener.local_addr()?, "HTTP listening");
+    let http = tokio::spawn(http::serve(
+        http_listener,
+        Arc::new(http::HttpState {
+            api_key,
+            endpoint: endpoint.clone(),
+            active_calls: active.clone(),
+        }),
+        shutdown_rx,
     ));
 
     let mut terminate = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
@@ -62,5 +88,10 @@ pub async fn serve(config: AppConfig) -> anyhow::Result<()> {
     let _ = shutdown_tx.send(true);
     // Give in-flight final responses a moment to leave the sockets.
     tokio::time::sleep(Duration::from_millis(50)).await;
+    match tokio::time::timeout(Duration::from_secs(5), http).await {
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "HTTP server ended with an error"),
+        Err(_) => tracing::warn!("HTTP connections still open at exit"),
+        _ => {}
+    }
     Ok(())
 }

@@ -8,4 +8,6 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod data_dir;
+pub mod http;
 pub mod logging;

@@ -8,139 +8,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+mod support;
+
+use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A running `tandem serve` with a config written for the test; stopped on drop.
-struct Tandem {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Tandem {
-    /// `tandem serve` with no configuration at all, in an empty working directory.
-    fn start_with_embedded_defaults() -> Tandem {
-        let dir = tempfile::tempdir().unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_tandem"))
-            .arg("serve")
-            .current_dir(dir.path())
-            .env_remove("TANDEM_CONFIG")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let tandem = Tandem {
-            child,
-            port: 5060,
-            _dir: dir,
-        };
-        tandem.wait_listening();
-        tandem
-    }
-
-    fn start() -> Tandem {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let config = format!(
-            r#"
-data_dir = "{data}"
-
-[sip]
-listen = ["udp:127.0.0.1:{port}", "tcp:127.0.0.1:{port}"]
-t1_ms = 100
-# SIPp answers only the first challenge, and only MD5 (RFC 8760 prefers SHA-256 first, which is
-# the default and is tested in-process).
-digest_algorithms = ["MD5", "SHA-256"]
-
-[drain]
-grace_s = 10
-
-[[numbers]]
-number = "+15550100"
-voice_url = "http://127.0.0.1:9/voice"
-
-[[trunks]]
-name = "loopback"
-allow = ["127.0.0.1/32"]
-
-[[sip_users]]
-username = "1001"
-password = "s3cret-1001"
-"#,
-            data = dir.path().join("data").display()
-        );
-        let path = dir.path().join("tandem.toml");
-        std::fs::write(&path, config).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_tandem"))
-            .env("RUST_LOG", "warn")
-            .args(["serve", "--config"])
-            .arg(&path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let tandem = Tandem {
-            child,
-            port,
-            _dir: dir,
-        };
-        tandem.wait_listening();
-        tandem
-    }
-
-    fn wait_listening(&self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("tandem did not start listening on port {}", self.port);
-    }
-
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args(["-s", name, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    /// Waits for the process to exit and returns its exit code.
-    fn wait_exit(&mut self, within: Duration) -> Option<i32> {
-        let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-}
-
-impl Drop for Tandem {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    // A port free for both UDP and TCP at the time of asking.
-    loop {
-        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
+use support::{which, Tandem};
 
 fn scenario(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -189,14 +64,6 @@ fn sipp(tandem: &Tandem, name: &str, transport: &str, service: &str, extra: &[&s
         output.status.code(),
         stdout.lines().rev().take(40).collect::<Vec<_>>().join("\n")
     );
-}
-
-fn which(program: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join(program))
-            .find(|p| p.is_file())
-    })
 }
 
 #[test]

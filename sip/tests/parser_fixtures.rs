@@ -13,6 +13,9 @@
 //! `tests/data/stream/*.bin` (first byte: chunk size minus one, then the stream, as the fuzz target
 //! reads it) and replayed through `StreamFramer` with the target's invariants.
 
+// Test set-up: a missing fixture is a bug to see at once.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;

@@ -3,6 +3,9 @@
 //! panic, and whatever `parse` accepts must serialize to bytes it accepts again. A stream of valid
 //! messages cut at random points must come out of the framer unchanged.
 
+// Test set-up: a missing fixture is a bug to see at once.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::PathBuf;
 use std::sync::OnceLock;
 

@@ -177,6 +177,11 @@ impl EndpointHandle {
         self.shared.draining.store(true, Ordering::Relaxed);
     }
 
+    /// Whether a drain has started.
+    pub fn is_draining(&self) -> bool {
+        self.shared.draining.load(Ordering::Relaxed)
+    }
+
     /// Counters for metrics.
     pub fn stats(&self) -> &Stats {
         &self.shared.stats

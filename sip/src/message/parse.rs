@@ -211,7 +211,9 @@ pub(crate) fn find_head_end(input: &[u8]) -> Option<usize> {
     let mut i = 0;
     while let Some(&last) = input.get(i + 3) {
         match last {
-            b'\n' if input[i..i + 3] == *b"\r\n\r" => return Some(i),
+            b'\n' if input[i] == b'\r' && input[i + 1] == b'\n' && input[i + 2] == b'\r' => {
+                return Some(i)
+            }
             b'\n' => i += 2,
             b'\r' => i += 1,
             _ => i += 4,
@@ -313,12 +315,11 @@ fn parse_start_line(line: &str) -> Result<Start<'_>, ParseError> {
     Ok(self::Start::Request { method, uri })
 }
 
-/// One logical header line: canonical name and unfolded, trimmed value (borrowed from the input
-/// unless line folding forced a copy).
+/// One logical header line: its name (canonical for known headers, else as received), kind, and
+/// unfolded, trimmed value (borrowed from the input unless line folding forced a copy).
 struct RawHeader<'a> {
-    name: &'static str,
+    name: &'a str,
     kind: Kind,
-    other_name: &'a str,
     value: Cow<'a, str>,
 }
 
@@ -339,43 +340,28 @@ enum Kind {
     Other,
 }
 
-impl RawHeader<'_> {
-    fn name(&self) -> &str {
-        if self.name.is_empty() {
-            self.other_name
-        } else {
-            self.name
-        }
-    }
-}
-
 fn split_header_lines(text: &str) -> Result<Vec<RawHeader<'_>>, ParseError> {
     use ParseErrorKind::*;
     if text.is_empty() {
         return Ok(Vec::new());
     }
-    // Every LF is checked below to follow a CR, so one CR more than LFs means a bare CR. Counting
-    // once over the section is cheaper than searching each line.
-    let count = |byte: u8| text.bytes().filter(|&b| b == byte).count();
-    if count(b'\r') != count(b'\n') {
-        return Err(ParseError::detailed(HeaderLine, "bare CR"));
-    }
-    let mut out: Vec<RawHeader<'_>> = Vec::with_capacity(text.len() / 32 + 1);
-    let mut rest = Some(text);
-    while let Some(remaining) = rest {
-        // Lines end only with CRLF (RFC 3261 §7.3.1). A bare CR or LF inside a line is refused, so
-        // that no element that splits lines differently can be made to see other headers.
-        let line = match remaining.find('\n') {
-            Some(i) => {
-                rest = Some(&remaining[i + 1..]);
-                remaining[..i]
-                    .strip_suffix('\r')
-                    .ok_or(ParseError::detailed(HeaderLine, "bare LF"))?
-            }
-            None => {
-                rest = None;
-                remaining
-            }
+    let bytes = text.as_bytes();
+    // Room for a typical message's headers in one allocation, kept under 1 KiB so that the
+    // allocator serves it from its small-chunk lists.
+    let mut out: Vec<RawHeader<'_>> = Vec::with_capacity(16);
+    let mut start = 0;
+    while start <= bytes.len() {
+        // One pass over the line finds its end and its first colon. Lines end only with CRLF
+        // (RFC 3261 §7.3.1): a bare CR or LF is refused, so that no element that splits lines
+        // differently can be made to see other headers.
+        let end = find_cr_or_lf(&bytes[start..]).map_or(bytes.len(), |i| start + i);
+        // Both ends are at ASCII bytes (or the end), so they are char boundaries.
+        let line = &text[start..end];
+        start = match bytes.get(end) {
+            None => bytes.len() + 1,
+            Some(b'\r') if bytes.get(end + 1) == Some(&b'\n') => end + 2,
+            Some(b'\r') => return Err(ParseError::detailed(HeaderLine, "bare CR")),
+            Some(_) => return Err(ParseError::detailed(HeaderLine, "bare LF")),
         };
         if line.starts_with([' ', '\t']) {
             // RFC 3261 §7.3.1: a line starting with whitespace continues the previous one; the
@@ -394,26 +380,54 @@ fn split_header_lines(text: &str) -> Result<Vec<RawHeader<'_>>, ParseError> {
             }
             continue;
         }
-        let colon = line
-            .find(':')
-            .ok_or(ParseError::detailed(HeaderLine, "no colon"))?;
-        // Whitespace is allowed between the name and the colon (§7.3.1).
-        let name = line[..colon].trim_end_matches([' ', '\t']);
-        if name.is_empty() || !name.bytes().all(is_token_char) {
-            return Err(ParseError::detailed(HeaderLine, "bad header name"));
-        }
+        // header-name HCOLON: a token, optional whitespace, then the colon (RFC 3261 §7.3.1).
+        let name_len = line.bytes().take_while(|&b| is_token_char(b)).count();
+        let name = &line[..name_len];
+        let after_name = line[name_len..].trim_start_matches([' ', '\t']);
+        let Some(value) = after_name.strip_prefix(':').filter(|_| !name.is_empty()) else {
+            return Err(ParseError::detailed(
+                HeaderLine,
+                "bad header name or no colon",
+            ));
+        };
         if out.len() >= MAX_HEADERS {
             return Err(ParseError::new(TooManyHeaders));
         }
-        let (canonical, kind) = canonical_name(name).unwrap_or(("", Kind::Other));
+        let (name, kind) = canonical_name(name).unwrap_or((name, Kind::Other));
         out.push(RawHeader {
-            name: canonical,
+            name,
             kind,
-            other_name: name,
-            value: Cow::Borrowed(line[colon + 1..].trim_matches([' ', '\t'])),
+            value: Cow::Borrowed(value.trim_matches([' ', '\t'])),
         });
     }
     Ok(out)
+}
+
+/// The index of the first CR or LF, eight bytes at a time: header lines are long enough for the
+/// word-wise test to pay off.
+fn find_cr_or_lf(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    // Non-zero iff some byte of `word` equals `byte` (the classic has-zero-byte test).
+    let has = |word: u64, byte: u8| {
+        let x = word ^ (ONES * u64::from(byte));
+        x.wrapping_sub(ONES) & !x & HIGHS
+    };
+    let mut offset = 0;
+    for chunk in bytes.chunks_exact(8) {
+        let Ok(word) = <[u8; 8]>::try_from(chunk) else {
+            break;
+        };
+        let word = u64::from_le_bytes(word);
+        if has(word, b'\r') | has(word, b'\n') != 0 {
+            break;
+        }
+        offset += 8;
+    }
+    bytes[offset..]
+        .iter()
+        .position(|&b| b == b'\r' || b == b'\n')
+        .map(|i| offset + i)
 }
 
 /// Canonical spelling and kind of known header names, with compact forms expanded (RFC 3261
@@ -622,7 +636,7 @@ fn build_headers(
                 content_length = Some(n);
             }
             Kind::Other => {
-                let name = h.name().to_owned();
+                let name = h.name.to_owned();
                 other.push((name, std::mem::take(&mut h.value).into_owned()));
             }
         }
@@ -819,6 +833,22 @@ mod tests {
         }
         assert_eq!(find_head_end(b"\r\n\r"), None);
         assert_eq!(find_head_end(b""), None);
+    }
+
+    #[test]
+    fn cr_or_lf_is_found_at_every_offset() {
+        for len in 0..40 {
+            for at in 0..=len {
+                for stop in [b'\r', b'\n'] {
+                    let mut input = vec![b'x'; len];
+                    if at < len {
+                        input[at] = stop;
+                    }
+                    let expected = (at < len).then_some(at);
+                    assert_eq!(find_cr_or_lf(&input), expected, "len {len} at {at}");
+                }
+            }
+        }
     }
 
     #[test]

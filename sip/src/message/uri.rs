@@ -152,7 +152,7 @@ impl Uri {
 
     /// Parses a URI.
     pub fn parse(text: &str) -> Result<Uri, &'static str> {
-        let colon = text.find(':').ok_or("URI has no scheme")?;
+        let colon = byte_position(text, b':').ok_or("URI has no scheme")?;
         let scheme = &text[..colon];
         if scheme.is_empty()
             || !scheme.as_bytes()[0].is_ascii_alphabetic()
@@ -179,14 +179,14 @@ impl Uri {
                 rest: rest.to_owned(),
             });
         };
-        let (userinfo, hostpart) = match rest.find('@') {
+        let (userinfo, hostpart) = match byte_position(rest, b'@') {
             Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
             None => (None, rest),
         };
         let (user, password) = match userinfo {
             None => (None, None),
             Some(ui) => {
-                let (user, password) = match ui.find(':') {
+                let (user, password) = match byte_position(ui, b':') {
                     Some(c) => (&ui[..c], Some(&ui[c + 1..])),
                     None => (ui, None),
                 };
@@ -323,6 +323,12 @@ fn is_password_char(b: u8) -> bool {
 fn is_param_char(b: u8) -> bool {
     // paramchar = param-unreserved / unreserved / escaped.
     is_unreserved(b) || matches!(b, b'%' | b'[' | b']' | b'/' | b':' | b'&' | b'+' | b'$')
+}
+
+/// The index of the first `byte` (ASCII) in `text`. URI parts are short, so a plain loop beats a
+/// general string search here.
+fn byte_position(text: &str, byte: u8) -> Option<usize> {
+    text.bytes().position(|b| b == byte)
 }
 
 fn is_uric(b: u8) -> bool {
