@@ -52,6 +52,7 @@ pub async fn serve(config: AppConfig) -> anyhow::Result<()> {
             api_key,
             endpoint: endpoint.clone(),
             active_calls: active.clone(),
+            presence: presence::Registry::new(presence::registry::Config::default()),
         }),
         shutdown_rx,
     ));

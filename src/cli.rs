@@ -1,5 +1,5 @@
-//! The command line: `tandem serve [--config FILE]` and `tandem check-config FILE`, with the
-//! global `--log-format human|json`.
+//! The command line: `tandem serve [--config FILE]`, `tandem check-config FILE` and
+//! `tandem token --identity ID [...]`, with the global `--log-format human|json`.
 //!
 //! Bad arguments and bad configuration both exit with 64 (`EX_USAGE` from BSD's sysexits.h),
 //! after a message on stderr that names the offending argument or key.
@@ -35,6 +35,28 @@ pub enum Command {
     Serve(ServeArgs),
     /// Validate a configuration file and print it resolved, with secrets redacted.
     CheckConfig(CheckConfigArgs),
+    /// Print an access token signed with the first configured key: the token alone, one line.
+    Token(TokenArgs),
+}
+
+/// Arguments of `tandem token`.
+#[derive(Debug, clap::Args)]
+pub struct TokenArgs {
+    /// The client identity the token grants (e.g. alice).
+    #[arg(long, value_name = "ID")]
+    pub identity: String,
+    /// Grant incoming calls (the client may `register`).
+    #[arg(long)]
+    pub incoming: bool,
+    /// Grant outgoing calls through this application (e.g. AP followed by 32 hex digits).
+    #[arg(long, value_name = "APP_SID")]
+    pub outgoing_app: Option<String>,
+    /// Lifetime in seconds; at most 86400 (24 h).
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
+    pub ttl: u64,
+    /// Configuration file (else TANDEM_CONFIG, else the embedded defaults).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 /// `tandem serve`.
@@ -110,6 +132,69 @@ pub fn check_config(file: &Path, out: &mut dyn Write, err: &mut dyn Write) -> Ex
 }
 
 /// Prints a configuration error as `tandem: FILE: KEY: problem` and returns [`EXIT_USAGE`].
+/// `tandem token`: mints a token with the first configured key (or the development key).
+pub fn token(args: &TokenArgs, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode {
+    use presence::token::{mint, AccountSid, ApplicationSid, Grants, OutgoingGrant, VoiceGrant};
+
+    let usage = |err: &mut dyn Write, message: &str| {
+        let _ = writeln!(err, "tandem: {message}");
+        ExitCode::from(EXIT_USAGE)
+    };
+    let max = presence::token::Config::default().max_token_lifetime;
+    if args.ttl == 0 || args.ttl > max.as_secs() {
+        return usage(
+            err,
+            &format!("--ttl: must be 1 to {} seconds (24 h)", max.as_secs()),
+        );
+    }
+    let identity = match presence::Identity::new(&args.identity) {
+        Ok(identity) => identity,
+        Err(e) => return usage(err, &format!("--identity: {e}")),
+    };
+    let outgoing =
+        match args.outgoing_app.as_deref().map(ApplicationSid::parse) {
+            None => None,
+            Some(Some(application_sid)) => Some(OutgoingGrant {
+                application_sid,
+                params: Default::default(),
+            }),
+            Some(None) => return usage(
+                err,
+                "--outgoing-app: expected 1 to 64 letters and digits (like AP and 32 hex digits)",
+            ),
+        };
+    let path = config::locate(args.config.as_deref());
+    let config = match config::load(path.as_deref()) {
+        Ok(config) => config,
+        Err(error) => return report(err, path.as_deref(), &error),
+    };
+    let keys = match crate::keys::key_set(&config) {
+        Ok(keys) => keys,
+        Err(e) => return usage(err, &format!("{e:#}")),
+    };
+    let Some(account) = AccountSid::parse(&config.router.account.sid) else {
+        return usage(err, "account.sid: not an account SID");
+    };
+    let Some(key) = keys.keys().first() else {
+        return usage(err, "no signing key");
+    };
+    let grants = Grants {
+        identity,
+        voice: VoiceGrant {
+            incoming: args.incoming,
+            outgoing,
+        },
+    };
+    let ttl = std::time::Duration::from_secs(args.ttl);
+    match mint(key, &grants, &account, ttl, std::time::SystemTime::now()) {
+        Ok(token) => match writeln!(out, "{token}") {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(_) => ExitCode::FAILURE,
+        },
+        Err(e) => usage(err, &format!("auth.keys[0] ({}): {e}", key.id())),
+    }
+}
+
 fn report(err: &mut dyn Write, file: Option<&Path>, error: &ConfigError) -> ExitCode {
     // ConfigError::Read already names the file.
     let _ = match (file, error) {

@@ -76,7 +76,7 @@ pub struct HttpConfig {
 
 /// One access-token verification key.
 // Kept here until the presence crate exists to own it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct AuthKey {
     /// The key id: a token's `kid` (and `iss`) selects this key.
     pub id: String,
@@ -84,6 +84,8 @@ pub struct AuthKey {
     pub algorithm: Algorithm,
     /// The secret or public key.
     pub material: KeyMaterial,
+    /// The verification key built from them (checked when the configuration is loaded).
+    pub key: presence::token::Key,
 }
 
 /// A JWS signature algorithm (RFC 7518 §3.1, RFC 8037 §3.1).
@@ -107,6 +109,25 @@ impl Algorithm {
             Algorithm::Hs256 => "HS256",
             Algorithm::Es256 => "ES256",
             Algorithm::EdDsa => "EdDSA",
+        }
+    }
+}
+
+// `key` is derived from the other fields, so they alone decide equality.
+impl PartialEq for AuthKey {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.id, self.algorithm, &self.material) == (&other.id, other.algorithm, &other.material)
+    }
+}
+
+impl Eq for AuthKey {}
+
+impl From<Algorithm> for presence::token::Algorithm {
+    fn from(algorithm: Algorithm) -> Self {
+        match algorithm {
+            Algorithm::Hs256 => presence::token::Algorithm::Hs256,
+            Algorithm::Es256 => presence::token::Algorithm::Es256,
+            Algorithm::EdDsa => presence::token::Algorithm::EdDsa,
         }
     }
 }

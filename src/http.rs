@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -24,6 +24,8 @@ pub struct HttpState {
     pub endpoint: sip::endpoint::EndpointHandle,
     /// Calls in progress.
     pub active_calls: router::calls::ActiveCalls,
+    /// Who is online.
+    pub presence: presence::Registry,
 }
 
 /// Serves HTTP on `listener` until `shutdown` turns true.
@@ -42,6 +44,8 @@ pub async fn serve(
 /// The route table.
 pub fn routes(state: Arc<HttpState>) -> Router {
     let v1 = Router::new()
+        .route("/presence", get(online_identities))
+        .route("/presence/{identity}", get(presence_of))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -62,6 +66,28 @@ pub fn error(status: StatusCode, code: &str, message: &str) -> Response {
         Json(serde_json::json!({ "error": { "code": code, "message": message } })),
     )
         .into_response()
+}
+
+/// `GET /v1/presence`: the identities with at least one device online.
+async fn online_identities(State(state): State<Arc<HttpState>>) -> Response {
+    let identities: Vec<String> = state
+        .presence
+        .online_identities()
+        .iter()
+        .map(|i| i.as_str().to_owned())
+        .collect();
+    Json(serde_json::json!({ "identities": identities })).into_response()
+}
+
+/// `GET /v1/presence/{identity}`: the presence status resource (offline when unknown).
+async fn presence_of(
+    State(state): State<Arc<HttpState>>,
+    Path(identity): Path<String>,
+) -> Response {
+    match presence::Identity::new(&identity) {
+        Ok(identity) => Json(state.presence.status_of(&identity)).into_response(),
+        Err(e) => error(StatusCode::BAD_REQUEST, "invalid_identity", &e.to_string()),
+    }
 }
 
 async fn not_found() -> Response {
@@ -146,7 +172,18 @@ async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
             "tandem_sip_responses_received_total{{class=\"{class}\"}} {n}"
         );
     }
-    let gauges: [(&str, &str, u64); 5] = [
+    let presence = state.presence.metrics();
+    let gauges: [(&str, &str, u64); 7] = [
+        (
+            "tandem_presence_devices_online",
+            "Client devices connected.",
+            presence.devices_online,
+        ),
+        (
+            "tandem_presence_identities_online",
+            "Identities with a device connected.",
+            presence.identities_online,
+        ),
         (
             "tandem_sip_server_transactions",
             "Live SIP server transactions.",
@@ -177,7 +214,12 @@ async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
         family(&mut out, name, "gauge", help);
         let _ = writeln!(out, "{name} {value}");
     }
-    let counters: [(&str, &str, u64); 5] = [
+    let counters: [(&str, &str, u64); 6] = [
+        (
+            "tandem_presence_events_dropped_total",
+            "Presence events dropped for slow subscribers.",
+            presence.events_dropped,
+        ),
         (
             "tandem_sip_malformed_total",
             "SIP messages that could not be parsed.",

@@ -10,4 +10,5 @@ pub mod cli;
 pub mod config;
 pub mod data_dir;
 pub mod http;
+pub mod keys;
 pub mod logging;

@@ -13,6 +13,7 @@ fn main() -> ExitCode {
         Command::CheckConfig(args) => {
             cli::check_config(&args.file, &mut std::io::stdout(), &mut std::io::stderr())
         }
+        Command::Token(args) => cli::token(args, &mut std::io::stdout(), &mut std::io::stderr()),
         Command::Serve(args) => {
             let config = match cli::load_for_serve(&cli, args) {
                 Ok(config) => config,

@@ -337,3 +337,101 @@ fn bad_arguments_exit_64_and_help_exits_0() {
         "{help}"
     );
 }
+
+fn verify(token: &str, secret: &str, kid: &str) -> presence::Claims {
+    let key = presence::token::Key::new(kid, presence::token::Algorithm::Hs256, secret.as_bytes())
+        .unwrap();
+    let keys = presence::KeySet::new(vec![key], presence::token::Config::default()).unwrap();
+    keys.verify(token, std::time::SystemTime::now()).unwrap()
+}
+
+#[test]
+fn token_prints_one_line_signed_with_the_first_configured_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "a-test-signing-secret-of-at-least-32-bytes";
+    let config = write(
+        dir.path(),
+        "tandem.toml",
+        &format!(
+            "data_dir = \"{}\"\n[[auth.keys]]\nid = \"SKtest\"\nalgorithm = \"HS256\"\nsecret = \"{secret}\"\n",
+            dir.path().join("data").display()
+        ),
+    );
+    let output = tandem()
+        .args([
+            "token",
+            "--identity",
+            "alice",
+            "--incoming",
+            "--ttl",
+            "600",
+            "--config",
+        ])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    let claims = verify(stdout.trim(), secret, "SKtest");
+    assert_eq!(claims.identity().as_str(), "alice");
+    assert!(claims.grants.voice.incoming);
+    assert!(claims.grants.voice.outgoing.is_none());
+}
+
+#[test]
+fn token_without_keys_uses_the_generated_development_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(
+        dir.path(),
+        "tandem.toml",
+        &format!("data_dir = \"{}\"\n", dir.path().join("data").display()),
+    );
+    let output = tandem()
+        .args(["token", "--identity", "bob", "--outgoing-app"])
+        .arg(format!("AP{}", "0".repeat(32)))
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let secret = std::fs::read_to_string(dir.path().join("data/signing_key")).unwrap();
+    let claims = verify(text(&output.stdout).trim(), secret.trim(), "SKdev");
+    assert_eq!(claims.identity().as_str(), "bob");
+    assert!(!claims.grants.voice.incoming);
+    assert!(claims.grants.voice.outgoing.is_some());
+}
+
+#[test]
+fn token_refuses_bad_arguments_with_64() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(
+        dir.path(),
+        "tandem.toml",
+        &format!("data_dir = \"{}\"\n", dir.path().join("data").display()),
+    );
+    for (args, named) in [
+        (&["--identity", "alice", "--ttl", "86401"][..], "--ttl"),
+        (&["--identity", "alice", "--ttl", "0"][..], "--ttl"),
+        (&["--identity", "al ice"][..], "--identity"),
+        (
+            &["--identity", "alice", "--outgoing-app", "AP-12/3"][..],
+            "--outgoing-app",
+        ),
+    ] {
+        let output = tandem()
+            .arg("token")
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(EXIT_USAGE), "{args:?}");
+        assert!(
+            text(&output.stderr).contains(named),
+            "{args:?}: {}",
+            text(&output.stderr)
+        );
+        assert!(output.stdout.is_empty());
+    }
+}

@@ -46,6 +46,22 @@ fn health_metrics_and_the_v1_api_key() {
     assert_eq!(unknown.status(), 404);
     assert_eq!(error_code(unknown), "not_found");
 
+    // Presence: nobody is online yet; an unknown identity is offline with no devices.
+    let alice: serde_json::Value = get(&tandem, "/v1/presence/alice", Some(key.trim()))
+        .json()
+        .unwrap();
+    assert_eq!(
+        alice,
+        serde_json::json!({"identity": "alice", "status": "offline", "devices": []})
+    );
+    let online: serde_json::Value = get(&tandem, "/v1/presence", Some(key.trim()))
+        .json()
+        .unwrap();
+    assert_eq!(online, serde_json::json!({"identities": []}));
+    let bad = get(&tandem, "/v1/presence/al%20ice", Some(key.trim()));
+    assert_eq!(bad.status(), 400);
+    assert_eq!(error_code(bad), "invalid_identity");
+
     // A SIP OPTIONS shows up in the counters.
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     let me = socket.local_addr().unwrap();
@@ -77,6 +93,7 @@ fn health_metrics_and_the_v1_api_key() {
         "{text}"
     );
     assert!(text.contains("# TYPE tandem_calls_active gauge"), "{text}");
+    assert!(text.contains("tandem_presence_devices_online 0"), "{text}");
 }
 
 #[test]

@@ -98,6 +98,9 @@ pub enum ConfigError {
 /// What is wrong with a value (see [`ConfigError::Invalid`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Problem {
+    /// A verification key that cannot be used (bad PEM, wrong curve, short secret).
+    #[error("{0}")]
+    Key(presence::token::KeyError),
     /// An empty string, list or path.
     #[error("must not be empty")]
     Empty,

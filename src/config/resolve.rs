@@ -557,10 +557,19 @@ fn auth_keys(
                 KeyMaterial::PublicKey { path, pem }
             }
         };
+        // Parse the key now, so that a bad PEM or secret is a configuration error naming the
+        // key rather than a failure at the first token.
+        let bytes = match &material {
+            KeyMaterial::Secret(secret) => secret.expose().as_bytes(),
+            KeyMaterial::PublicKey { pem, .. } => pem.as_bytes(),
+        };
+        let key = presence::token::Key::new(id.clone(), algorithm.into(), bytes)
+            .map_err(|error| invalid(prefix.clone(), Problem::Key(error)))?;
         keys.push(AuthKey {
             id,
             algorithm,
             material,
+            key,
         });
     }
     Ok(keys)
