@@ -207,7 +207,7 @@ impl FromStr for RtpPorts {
             return Err(Problem::PortRangeOrder { first, last });
         }
         // RFC 3550 §11: RTP on an even port, RTCP on the odd port above it.
-        if first % 2 != 0 {
+        if !first.is_multiple_of(2) {
             return Err(Problem::OddFirstRtpPort { first });
         }
         Ok(RtpPorts { first, last })

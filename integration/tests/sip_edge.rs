@@ -578,8 +578,11 @@ async fn answered_call_gets_its_ack_and_an_in_dialog_bye_reaches_the_call() {
     let mut edge = Edge::start(|_| {}).await;
     let peer = UdpPeer::bind().await;
     let uri = format!("sip:+15550100@{}", edge.udp);
-    peer.send(edge.udp, request("INVITE", &uri, peer.addr(), "UDP", "dlg", "").as_bytes())
-        .await;
+    peer.send(
+        edge.udp,
+        request("INVITE", &uri, peer.addr(), "UDP", "dlg", "").as_bytes(),
+    )
+    .await;
     let mut call = edge.calls.recv().await.unwrap();
     let mut ok = call.response(StatusCode::OK);
     ok.headers.contact = sip::message::Contact::Addresses(vec![NameAddr::new(
@@ -594,29 +597,51 @@ async fn answered_call_gets_its_ack_and_an_in_dialog_bye_reaches_the_call() {
     // In-dialog requests: a fresh branch `id`, the dialog's Call-ID, tags and the next CSeq.
     let in_dialog = |method: &str, id: &str, cseq: u32| {
         request(method, &uri, peer.addr(), "UDP", id, "")
-            .replacen(&format!("To: <{uri}>"), &format!("To: <{uri}>;tag={to_tag}"), 1)
+            .replacen(
+                &format!("To: <{uri}>"),
+                &format!("To: <{uri}>;tag={to_tag}"),
+                1,
+            )
             .replace(&format!("tag=t{id}"), "tag=tdlg")
             .replace(&format!("Call-ID: {id}@test"), "Call-ID: dlg@test")
-            .replace(&format!("CSeq: 1 {method}"), &format!("CSeq: {cseq} {method}"))
+            .replace(
+                &format!("CSeq: 1 {method}"),
+                &format!("CSeq: {cseq} {method}"),
+            )
     };
-    peer.send(edge.udp, in_dialog("ACK", "ack1", 1).as_bytes()).await;
-    match tokio::time::timeout(Duration::from_secs(2), call.events.recv()).await.unwrap() {
+    peer.send(edge.udp, in_dialog("ACK", "ack1", 1).as_bytes())
+        .await;
+    match tokio::time::timeout(Duration::from_secs(2), call.events.recv())
+        .await
+        .unwrap()
+    {
         Some(CallEvent::Ack(ack)) => assert_eq!(ack.method, Method::Ack),
         other => panic!("expected the ACK, got {other:?}"),
     }
     // The ACK stopped the 2xx retransmissions (T1 = 50 ms: several would have come by now).
     let mut buf = vec![0u8; 65536];
-    while tokio::time::timeout(Duration::from_millis(120), peer.socket.recv_from(&mut buf)).await.is_ok() {}
+    while tokio::time::timeout(Duration::from_millis(120), peer.socket.recv_from(&mut buf))
+        .await
+        .is_ok()
+    {}
     assert!(peer.is_silent(Duration::from_millis(300)).await);
 
     // BYE from the caller reaches the call, which answers it.
-    peer.send(edge.udp, in_dialog("BYE", "bye1", 2).as_bytes()).await;
-    let (bye, key) = match tokio::time::timeout(Duration::from_secs(2), call.events.recv()).await.unwrap() {
+    peer.send(edge.udp, in_dialog("BYE", "bye1", 2).as_bytes())
+        .await;
+    let (bye, key) = match tokio::time::timeout(Duration::from_secs(2), call.events.recv())
+        .await
+        .unwrap()
+    {
         Some(CallEvent::Request(bye, key)) => (bye, key),
         other => panic!("expected the BYE, got {other:?}"),
     };
     assert_eq!(bye.method, Method::Bye);
-    edge.handle.respond(&key, bye.response(StatusCode::OK, None));
+    edge.handle
+        .respond(&key, bye.response(StatusCode::OK, None));
     let r = peer.recv_final().await;
-    assert_eq!((r.status, r.headers.cseq.method), (StatusCode::OK, Method::Bye));
+    assert_eq!(
+        (r.status, r.headers.cseq.method),
+        (StatusCode::OK, Method::Bye)
+    );
 }

@@ -328,13 +328,12 @@ impl NameAddr {
             }
             Some(b'<') => None,
             _ => {
-                // Either `*(token LWS) <uri>` or a bare addr-spec. Look ahead for '<' before any
-                // ',' to tell them apart.
+                // Either `*(token LWS) <uri>` or a bare addr-spec: it is a display name if a '<'
+                // comes before any ','. One scan that stops at the first of them keeps a long
+                // list of addr-specs linear.
                 let rest = s.rest();
-                let lt = rest.iter().position(|&b| b == b'<');
-                let comma = rest.iter().position(|&b| b == b',');
-                match (lt, comma) {
-                    (Some(l), c) if c.is_none_or(|c| l < c) => {
+                match rest.iter().position(|&b| b == b'<' || b == b',') {
+                    Some(l) if rest[l] == b'<' => {
                         let name = std::str::from_utf8(&rest[..l])
                             .map_err(|_| "display name is not UTF-8")?
                             .trim_matches(|c| c == ' ' || c == '\t');

@@ -13,6 +13,7 @@ use super::uri::{Host, Uri};
 use super::{Headers, Request, Response};
 
 pub(super) fn write_request(r: &Request, out: &mut Vec<u8>) {
+    out.reserve(size_hint(&r.headers) + r.body.len());
     out.extend_from_slice(r.method.as_str().as_bytes());
     out.push(b' ');
     write_uri(out, &r.uri);
@@ -22,6 +23,7 @@ pub(super) fn write_request(r: &Request, out: &mut Vec<u8>) {
 }
 
 pub(super) fn write_response(r: &Response, out: &mut Vec<u8>) {
+    out.reserve(size_hint(&r.headers) + r.body.len());
     out.extend_from_slice(b"SIP/2.0 ");
     push_decimal(out, r.status.code().into());
     out.push(b' ');
@@ -172,6 +174,15 @@ fn write_headers(h: &Headers, out: &mut Vec<u8>) {
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
+}
+
+/// A generous estimate of the serialized start line and headers, so that the buffer is sized
+/// once instead of being copied as it grows.
+fn size_hint(h: &Headers) -> usize {
+    let addresses =
+        h.via.len() + h.contact.addresses().len() + h.route.len() + h.record_route.len();
+    let other: usize = h.other.iter().map(|(n, v)| n.len() + v.len() + 4).sum();
+    256 + 128 * addresses + other
 }
 
 fn finish(body: &[u8], out: &mut Vec<u8>) {

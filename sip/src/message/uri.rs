@@ -83,12 +83,24 @@ fn host_from_name(name: &str) -> Option<Host> {
     // RFC 3261 §25.1 hostname: labels of alphanum and '-', not starting or ending with '-', an
     // optional trailing dot; the top label starts with a letter. A dotted-quad-looking name that
     // failed to parse as IPv4 (e.g. 300.1.1.1) is rejected here by the top-label rule.
-    let trimmed = name.strip_suffix('.').unwrap_or(name);
-    let mut last = "";
-    let valid = trimmed.split('.').all(|l| {
-        last = l;
-        !l.is_empty() && !l.starts_with('-') && !l.ends_with('-') && l.len() <= 63
-    }) && last.starts_with(|c: char| c.is_ascii_alphabetic());
+    let labels = name.strip_suffix('.').unwrap_or(name).as_bytes();
+    let mut valid = true;
+    let mut top_label_start = 0;
+    let mut start = 0;
+    for end in 0..=labels.len() {
+        if end < labels.len() && labels[end] != b'.' {
+            continue;
+        }
+        let label = &labels[start..end];
+        valid &= label.len() <= 63
+            && label.first().is_some_and(|&b| b != b'-')
+            && label.last().is_some_and(|&b| b != b'-');
+        top_label_start = start;
+        start = end + 1;
+    }
+    valid &= labels
+        .get(top_label_start)
+        .is_some_and(u8::is_ascii_alphabetic);
     valid.then(|| Host::Domain(name.to_owned()))
 }
 
@@ -168,9 +180,8 @@ impl Uri {
         } else if scheme.eq_ignore_ascii_case("sips") {
             true
         } else {
-            // RFC 3261 §25.1 absoluteURI: only uric characters (reserved, unreserved, escaped),
-            // plus RFC 3986's [ ] for IP literals. Anything else (notably < > " and spaces)
-            // would change meaning when the URI is written back inside <>.
+            // RFC 3261 §25.1 absoluteURI: only uric characters. Anything else (notably < > "
+            // and spaces) would change meaning when the URI is written back inside <>.
             if rest.is_empty() || !rest.bytes().all(is_uric) {
                 return Err("malformed absolute URI");
             }
@@ -332,22 +343,9 @@ fn byte_position(text: &str, byte: u8) -> Option<usize> {
 }
 
 fn is_uric(b: u8) -> bool {
-    is_unreserved(b)
-        || matches!(
-            b,
-            b';' | b'/'
-                | b'?'
-                | b':'
-                | b'@'
-                | b'&'
-                | b'='
-                | b'+'
-                | b'$'
-                | b','
-                | b'%'
-                | b'['
-                | b']'
-        )
+    // uric = reserved / unreserved / escaped, plus "[" "]" (RFC 3986 IP literals) and "#" (a
+    // fragment, or the unescaped "#" some phones put in tel: URIs).
+    is_unreserved(b) || b";/?:@&=+$,%[]#".contains(&b)
 }
 
 fn is_header_char(b: u8) -> bool {
@@ -427,6 +425,11 @@ mod tests {
             "x:<y>",
             "tel:+1 555",
             "sip:a@b?x=<y>",
+            "sip:-host.example.com",
+            "sip:host-.example.com",
+            "sip:host..example.com",
+            "sip:1.2.3.4.5",
+            "sip:300.1.1.1",
             "sip:host with space",
         ] {
             assert!(Uri::parse(bad).is_err(), "{bad} should be rejected");
@@ -434,9 +437,27 @@ mod tests {
     }
 
     #[test]
+    fn hostnames_follow_the_label_rules() {
+        for good in ["sip:a1.b-c.example.com.", "sip:x", "sip:host9.a1"] {
+            let uri = Uri::parse(good).unwrap_or_else(|e| panic!("{good}: {e}"));
+            assert!(
+                matches!(uri.as_sip().unwrap().host, Host::Domain(_)),
+                "{good}"
+            );
+        }
+        let long_label = format!("sip:{}.com", "a".repeat(64));
+        assert!(Uri::parse(&long_label).is_err());
+    }
+
+    #[test]
     fn other_schemes_are_opaque() {
         let u = Uri::parse("tel:+1-201-555-0123;phone-context=x").unwrap();
         assert_eq!(u.scheme(), Scheme::Other("tel".into()));
         assert_eq!(u.to_string(), "tel:+1-201-555-0123;phone-context=x");
+        let feature_code = Uri::parse("tel:*67#;phone-context=example.com").unwrap();
+        assert_eq!(
+            feature_code.to_string(),
+            "tel:*67#;phone-context=example.com"
+        );
     }
 }
