@@ -9,16 +9,17 @@
 //! - [`device`]: what the registry and the router send to a connected device ([`ToDevice`]),
 //!   over a bounded channel whose overflow the WebSocket gateway turns into a closed connection.
 //! - [`resource`]: the presence status resource of the HTTP API and of `presence` events.
+//! - [`gateway`]: the WebSocket gateway (`GET /v1/ws`), the tokio shell that drives the rest.
 //!
-//! The crate does no I/O and reads no clock: time is an argument (`now: SystemTime`, since tokens
-//! and the HTTP resource speak wall-clock time). The WebSocket gateway that drives it lives in a
-//! tokio shell on top.
+//! Apart from [`gateway`], the crate does no I/O and reads no clock: time is an argument
+//! (`now: SystemTime`, since tokens and the HTTP resource speak wall-clock time).
 //!
 //! Invariant: presence knows nothing of SIP. Calls appear only as opaque CallSids, SDP as an
 //! opaque string; the router is the only place that joins presence and SIP.
 #![forbid(unsafe_code)]
 
 pub mod device;
+pub mod gateway;
 pub mod identity;
 pub mod registry;
 pub mod resource;

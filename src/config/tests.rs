@@ -682,7 +682,7 @@ fn hs256_keys_need_a_long_enough_secret() {
 fn public_key_algorithms_read_their_file() {
     let dir = tempfile::tempdir().unwrap();
     let pem_path = dir.path().join("key.pem");
-    let pem = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA\n-----END PUBLIC KEY-----\n";
+    let pem = include_str!("../../presence/tests/data/eddsa_public.pem");
     std::fs::write(&pem_path, pem).unwrap();
     let text = format!(
         "[[auth.keys]]\nid = \"ed\"\nalgorithm = \"EdDSA\"\npublic_key_file = {:?}\n",
@@ -697,6 +697,19 @@ fn public_key_algorithms_read_their_file() {
     let rendered = config.to_toml().unwrap();
     assert!(rendered.contains("public_key_file"), "{rendered}");
     assert!(rendered.contains("algorithm = \"EdDSA\""), "{rendered}");
+
+    // A file that is not a usable key is refused at load time, naming the key.
+    let bogus = dir.path().join("bogus.pem");
+    std::fs::write(
+        &bogus,
+        "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA\n-----END PUBLIC KEY-----\n",
+    )
+    .unwrap();
+    let error = parse_err(&format!(
+        "[[auth.keys]]\nid = \"ed\"\nalgorithm = \"EdDSA\"\npublic_key_file = {:?}\n",
+        bogus.display().to_string()
+    ));
+    assert_eq!(key_of(&error), "auth.keys[0]");
 
     let error = parse_err("[[auth.keys]]\nid = \"es\"\nalgorithm = \"ES256\"\n");
     assert!(

@@ -99,7 +99,10 @@ pub(crate) enum ClientMessage {
     /// `unsubscribe {identities}`.
     Unsubscribe { identities: Vec<Identity> },
     /// `ringing`, `answer`, `reject`, `hangup` or `dtmf` about an offered call.
-    Call { call_sid: String, action: CallAction },
+    Call {
+        call_sid: String,
+        action: CallAction,
+    },
     /// `token {token}`: refresh.
     Token { token: TokenText },
 }
@@ -380,7 +383,10 @@ mod tests {
             (
                 r#"{"type":"subscribe","payload":{"identities":["bob","carol"]}}"#,
                 ClientMessage::Subscribe {
-                    identities: vec![Identity::new("bob").unwrap(), Identity::new("carol").unwrap()],
+                    identities: vec![
+                        Identity::new("bob").unwrap(),
+                        Identity::new("carol").unwrap(),
+                    ],
                 },
             ),
             (
@@ -457,15 +463,30 @@ mod tests {
 
     #[test]
     fn unknown_types_and_bad_payloads_are_recoverable() {
-        assert_eq!(parse(r#"{"type":"teleport"}"#), Err(ParseError::UnknownType));
+        assert_eq!(
+            parse(r#"{"type":"teleport"}"#),
+            Err(ParseError::UnknownType)
+        );
         for (text, kind) in [
             (r#"{"type":"listen"}"#, "listen"),
             (r#"{"type":"listen","payload":{"token":5}}"#, "listen"),
-            (r#"{"type":"presence","payload":{"status":"offline"}}"#, "presence"),
-            (r#"{"type":"subscribe","payload":{"identities":["a b"]}}"#, "subscribe"),
+            (
+                r#"{"type":"presence","payload":{"status":"offline"}}"#,
+                "presence",
+            ),
+            (
+                r#"{"type":"subscribe","payload":{"identities":["a b"]}}"#,
+                "subscribe",
+            ),
             (r#"{"type":"answer","payload":{"callsid":"CA1"}}"#, "answer"),
-            (r#"{"type":"dtmf","payload":{"callsid":"CA1","digits":"9x"}}"#, "dtmf"),
-            (r#"{"type":"dtmf","payload":{"callsid":"CA1","digits":""}}"#, "dtmf"),
+            (
+                r#"{"type":"dtmf","payload":{"callsid":"CA1","digits":"9x"}}"#,
+                "dtmf",
+            ),
+            (
+                r#"{"type":"dtmf","payload":{"callsid":"CA1","digits":""}}"#,
+                "dtmf",
+            ),
         ] {
             match parse(text) {
                 Err(ParseError::BadPayload { kind: got, detail }) => {
@@ -511,7 +532,10 @@ mod tests {
                 r#"{"type":"connected","payload":{"identity":"alice","device_id":"00000000000000ab","expires_at":"2026-11-24T06:00:00Z"}}"#,
             ),
             (ServerMessage::Ready {}, r#"{"type":"ready","payload":{}}"#),
-            (ServerMessage::Offline {}, r#"{"type":"offline","payload":{}}"#),
+            (
+                ServerMessage::Offline {},
+                r#"{"type":"offline","payload":{}}"#,
+            ),
             (
                 ServerMessage::Invite {
                     callsid: "CA1",
