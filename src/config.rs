@@ -105,11 +105,7 @@ pub enum Algorithm {
 impl Algorithm {
     /// The name used in the file and in a JWS header's `alg`.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Algorithm::Hs256 => "HS256",
-            Algorithm::Es256 => "ES256",
-            Algorithm::EdDsa => "EdDSA",
-        }
+        presence::token::Algorithm::from(self).as_str()
     }
 }
 

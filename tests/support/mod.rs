@@ -25,15 +25,7 @@ impl Tandem {
     /// 5060, HTTP on 8080.
     pub fn start_with_embedded_defaults() -> Tandem {
         let dir = tempfile::tempdir().unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_tandem"))
-            .arg("serve")
-            .current_dir(dir.path())
-            .env_remove("TANDEM_CONFIG")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
+        let child = serve(&dir, None);
         Tandem {
             child,
             port: 5060,
@@ -82,14 +74,7 @@ password = "s3cret-1001"
         );
         let path = dir.path().join("tandem.toml");
         std::fs::write(&path, config).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_tandem"))
-            .args(["serve", "--config"])
-            .arg(&path)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
+        let child = serve(&dir, Some(&path));
         Tandem {
             child,
             port,
@@ -152,6 +137,23 @@ impl Drop for Tandem {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Spawns `tandem serve [--config FILE]` in `dir`, with warnings and errors on stderr.
+fn serve(dir: &tempfile::TempDir, config: Option<&std::path::Path>) -> Child {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tandem"));
+    command.arg("serve");
+    if let Some(config) = config {
+        command.arg("--config").arg(config);
+    }
+    command
+        .current_dir(dir.path())
+        .env_remove("TANDEM_CONFIG")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap()
 }
 
 /// A port free for both UDP and TCP on 127.0.0.1 at the time of asking.
