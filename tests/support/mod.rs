@@ -103,6 +103,23 @@ password = "s3cret-1001"
         assert!(status.success());
     }
 
+    /// Waits until `/healthz` answers 503, i.e. the drain has started.
+    pub fn wait_draining(&self) {
+        let url = format!("http://127.0.0.1:{}/healthz", self.http_port);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let status = reqwest::blocking::get(&url).map(|r| r.status().as_u16());
+            if status.as_ref().is_ok_and(|s| *s == 503) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "healthz never turned 503: {status:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Waits for the process to exit and returns its exit code (`None`: still running).
     pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
         let deadline = Instant::now() + within;
