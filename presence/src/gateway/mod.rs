@@ -3,7 +3,7 @@
 //! "WebSocket gateway").
 //!
 //! [`Gateway::routes`] gives an axum [`Router`] to merge into the HTTP listener. Each accepted
-//! connection is one task ([`session`]) that owns all of its state: the registry's
+//! connection is one task (`session.rs`) that owns all of its state: the registry's
 //! [`crate::DeviceGuard`], the device's queue, the table of offered calls and its timers. It
 //! selects over the socket, the queue and one timer; nothing about a connection is shared or
 //! locked, and dropping the task (for any reason) disconnects the device and reports its open

@@ -3,7 +3,7 @@
 //!
 //! Parsing is in two steps so that each failure lands in the right class: a frame that is not
 //! a JSON object with a string `type` (and, if present, an object `payload`) means the peer
-//! does not speak the protocol ([`ParseError::NotEnvelope`], close 4000); an unknown `type` or
+//! does not speak the protocol (close 4000); an unknown `type` or
 //! a payload that does not fit a known type is the client's mistake about one message, which an
 //! `error` message reports while the connection stays up.
 

@@ -554,18 +554,17 @@ mod tests {
         let start = Instant::now();
         let mut timers = timers(start);
         let mut pings = Vec::new();
-        let mut now = start;
-        loop {
-            now = timers.next();
+        let now = loop {
+            let now = timers.next();
             match timers.poll(now) {
                 Some(Due::Ping) => pings.push(now - start),
                 Some(due) => {
                     assert_eq!(due, Due::Dead);
-                    break;
+                    break now;
                 }
                 None => panic!("woken for nothing at {:?}", now - start),
             }
-        }
+        };
         assert_eq!(
             pings,
             [Duration::from_secs(10), Duration::from_secs(20)],
