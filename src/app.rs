@@ -11,7 +11,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 
 use crate::config::AppConfig;
-use crate::{data_dir, http};
+use crate::{data_dir, http, keys};
 
 /// How often the drain checks whether the last call has ended.
 const DRAIN_POLL: Duration = Duration::from_millis(100);
@@ -27,6 +27,13 @@ pub async fn serve(config: AppConfig) -> anyhow::Result<()> {
             key
         }
     };
+    let keys = Arc::new(keys::key_set(&config)?);
+    let registry = presence::Registry::new(presence::registry::Config::default());
+    let gateway = presence::gateway::Gateway::new(
+        keys,
+        registry.clone(),
+        presence::gateway::GatewayConfig::default(),
+    );
     let http_listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
         .with_context(|| format!("binding the HTTP listener {}", config.http.listen))?;
@@ -52,7 +59,8 @@ pub async fn serve(config: AppConfig) -> anyhow::Result<()> {
             api_key,
             endpoint: endpoint.clone(),
             active_calls: active.clone(),
-            presence: presence::Registry::new(presence::registry::Config::default()),
+            presence: registry,
+            gateway,
         }),
         shutdown_rx,
     ));

@@ -26,6 +26,8 @@ pub struct HttpState {
     pub active_calls: router::calls::ActiveCalls,
     /// Who is online.
     pub presence: presence::Registry,
+    /// The WebSocket gateway (`/v1/ws`, outside the API key: clients bring access tokens).
+    pub gateway: presence::gateway::Gateway,
 }
 
 /// Serves HTTP on `listener` until `shutdown` turns true.
@@ -34,7 +36,9 @@ pub async fn serve(
     state: Arc<HttpState>,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    axum::serve(listener, routes(state))
+    // Connect info gives the gateway the peer address for its per-source connection cap.
+    let app = routes(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             let _ = shutdown.wait_for(|stop| *stop).await;
         })
@@ -51,12 +55,14 @@ pub fn routes(state: Arc<HttpState>) -> Router {
             state.clone(),
             require_api_key,
         ));
+    let gateway = state.gateway.routes();
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .nest("/v1", v1)
         .fallback(not_found)
         .with_state(state)
+        .merge(gateway)
 }
 
 /// A JSON error body with its status.
@@ -173,11 +179,16 @@ async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
         );
     }
     let presence = state.presence.metrics();
-    let gauges: [(&str, &str, u64); 7] = [
+    let gauges: [(&str, &str, u64); 8] = [
         (
             "tandem_presence_devices_online",
             "Client devices connected.",
             presence.devices_online,
+        ),
+        (
+            "tandem_presence_websockets",
+            "Open client WebSocket connections.",
+            state.gateway.connections(),
         ),
         (
             "tandem_presence_identities_online",

@@ -94,6 +94,11 @@ password = "s3cret-1001"
         }
     }
 
+    /// The configuration file `start` wrote.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("tandem.toml")
+    }
+
     /// Sends a signal by name (`TERM`, `INT`).
     pub fn signal(&self, name: &str) {
         let status = Command::new("kill")
