@@ -28,12 +28,9 @@ pub async fn serve(config: AppConfig) -> anyhow::Result<()> {
         }
     };
     let keys = Arc::new(keys::key_set(&config)?);
-    let registry = presence::Registry::new(presence::registry::Config::default());
-    let gateway = presence::gateway::Gateway::new(
-        keys,
-        registry.clone(),
-        presence::gateway::GatewayConfig::default(),
-    );
+    let registry = presence::Registry::new(config.presence.registry.clone());
+    let gateway =
+        presence::gateway::Gateway::new(keys, registry.clone(), config.presence.gateway.clone());
     let http_listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
         .with_context(|| format!("binding the HTTP listener {}", config.http.listen))?;

@@ -58,10 +58,21 @@ pub struct AppConfig {
     pub auth_keys: Vec<AuthKey>,
     /// The media layer (`[media]`).
     pub media: MediaConfig,
+    /// The WebSocket gateway and presence registry (`[presence]`).
+    pub presence: PresenceConfig,
     /// Logging (`[log]`).
     pub log: LogConfig,
     /// How long a shutdown waits for calls in progress (`[drain] grace_s`).
     pub drain_grace: Duration,
+}
+
+/// Limits of the presence layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresenceConfig {
+    /// Devices per identity and subscriptions per device.
+    pub registry: presence::registry::Config,
+    /// WebSocket timeouts, sizes and per-source cap.
+    pub gateway: presence::gateway::GatewayConfig,
 }
 
 /// The HTTP API and WebSocket listener.

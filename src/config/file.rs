@@ -37,6 +37,8 @@ pub(crate) struct File {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sip_users: Vec<SipUser>,
     #[serde(default)]
+    pub presence: Presence,
+    #[serde(default)]
     pub log: Log,
     #[serde(default)]
     pub drain: Drain,
@@ -201,6 +203,28 @@ pub(crate) struct SipUser {
 pub(crate) struct Log {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<LogFormat>,
+}
+
+/// `[presence]`: limits of the WebSocket gateway and the presence registry.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Presence {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_devices_per_identity: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_subscriptions_per_device: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections_per_ip: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen_timeout_s: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_message_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outbound_queue: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ping_interval_s: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_after_s: Option<u64>,
 }
 
 /// `[drain]`.

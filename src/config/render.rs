@@ -116,6 +116,20 @@ fn to_file(config: &AppConfig) -> File {
                 ..file::SipUser::default()
             })
             .collect(),
+        presence: file::Presence {
+            max_devices_per_identity: Some(
+                config.presence.registry.max_devices_per_identity as u64,
+            ),
+            max_subscriptions_per_device: Some(
+                config.presence.registry.max_subscriptions_per_device as u64,
+            ),
+            max_connections_per_ip: Some(config.presence.gateway.max_connections_per_ip as u64),
+            listen_timeout_s: Some(config.presence.gateway.listen_timeout.as_secs()),
+            max_message_bytes: Some(config.presence.gateway.max_message_bytes as u64),
+            outbound_queue: Some(config.presence.gateway.outbound_queue as u64),
+            ping_interval_s: Some(config.presence.gateway.ping_interval.as_secs()),
+            dead_after_s: Some(config.presence.gateway.dead_after.as_secs()),
+        },
         log: file::Log {
             format: Some(config.log.format),
         },

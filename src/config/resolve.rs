@@ -17,7 +17,7 @@ use super::file::{self, File};
 use super::secret::{Environment, SecretSources};
 use super::{
     Algorithm, AppConfig, AuthKey, ConfigError, HttpConfig, KeyMaterial, LogConfig, MediaConfig,
-    Problem, RtpPorts, DEFAULT_TRUNK_NAME,
+    PresenceConfig, Problem, RtpPorts, DEFAULT_TRUNK_NAME,
 };
 
 /// `data_dir` when not set.
@@ -74,6 +74,7 @@ pub(super) fn resolve(file: File, environment: Environment<'_>) -> Result<AppCon
         numbers: numbers(file.numbers)?,
         account: account(file.account, environment)?,
     };
+    let presence = presence_config(&file.presence)?;
     let drain_grace = Duration::from_secs(bounded(
         "drain.grace_s",
         file.drain.grace_s,
@@ -89,6 +90,7 @@ pub(super) fn resolve(file: File, environment: Environment<'_>) -> Result<AppCon
         http,
         auth_keys,
         media,
+        presence,
         log: LogConfig {
             format: file.log.format.unwrap_or_default(),
         },
@@ -713,6 +715,82 @@ fn required<T>(prefix: &str, name: &str, value: Option<T>) -> Result<T, ConfigEr
 }
 
 /// `value` (or `default`) checked to lie in `min..=max`.
+fn presence_config(section: &file::Presence) -> Result<PresenceConfig, ConfigError> {
+    let registry_defaults = presence::registry::Config::default();
+    let gateway_defaults = presence::gateway::GatewayConfig::default();
+    // usize from a value bounded well below u32::MAX: the conversion cannot fail.
+    let count = |key: &str, value: Option<u64>, default: usize, max: u64| {
+        bounded(key, value, default as u64, 1, max)
+            .map(|v| usize::try_from(v).unwrap_or(usize::MAX))
+    };
+    let seconds = |key: &str, value: Option<u64>, default: Duration, max: u64| {
+        bounded(key, value, default.as_secs(), 1, max).map(Duration::from_secs)
+    };
+    let gateway = presence::gateway::GatewayConfig {
+        listen_timeout: seconds(
+            "presence.listen_timeout_s",
+            section.listen_timeout_s,
+            gateway_defaults.listen_timeout,
+            300,
+        )?,
+        max_message_bytes: count(
+            "presence.max_message_bytes",
+            section.max_message_bytes,
+            gateway_defaults.max_message_bytes,
+            16 * 1024 * 1024,
+        )?,
+        outbound_queue: count(
+            "presence.outbound_queue",
+            section.outbound_queue,
+            gateway_defaults.outbound_queue,
+            65_536,
+        )?,
+        ping_interval: seconds(
+            "presence.ping_interval_s",
+            section.ping_interval_s,
+            gateway_defaults.ping_interval,
+            3600,
+        )?,
+        dead_after: seconds(
+            "presence.dead_after_s",
+            section.dead_after_s,
+            gateway_defaults.dead_after,
+            3600,
+        )?,
+        max_connections_per_ip: count(
+            "presence.max_connections_per_ip",
+            section.max_connections_per_ip,
+            gateway_defaults.max_connections_per_ip,
+            1_000_000,
+        )?,
+    };
+    if gateway.dead_after <= gateway.ping_interval {
+        return Err(invalid(
+            "presence.dead_after_s",
+            Problem::LessThan {
+                value: gateway.dead_after.as_secs(),
+                other: "presence.ping_interval_s".to_owned(),
+                other_value: gateway.ping_interval.as_secs(),
+            },
+        ));
+    }
+    let registry = presence::registry::Config {
+        max_devices_per_identity: count(
+            "presence.max_devices_per_identity",
+            section.max_devices_per_identity,
+            registry_defaults.max_devices_per_identity,
+            10_000,
+        )?,
+        max_subscriptions_per_device: count(
+            "presence.max_subscriptions_per_device",
+            section.max_subscriptions_per_device,
+            registry_defaults.max_subscriptions_per_device,
+            100_000,
+        )?,
+    };
+    Ok(PresenceConfig { registry, gateway })
+}
+
 fn bounded(
     key: &str,
     value: Option<u64>,

@@ -799,3 +799,27 @@ fn digest_algorithms_are_checked() {
     let error = parse_err("[sip]\ndigest_algorithms = []\n");
     assert_eq!(key_of(&error), "sip.digest_algorithms");
 }
+
+#[test]
+fn presence_limits_reach_the_gateway_and_registry() {
+    let config = parse_ok(
+        "[presence]\nmax_devices_per_identity = 3\nmax_connections_per_ip = 500\nlisten_timeout_s = 5\nmax_message_bytes = 4096\nping_interval_s = 5\ndead_after_s = 12\n",
+    );
+    assert_eq!(config.presence.registry.max_devices_per_identity, 3);
+    assert_eq!(config.presence.gateway.max_connections_per_ip, 500);
+    assert_eq!(config.presence.gateway.listen_timeout, Duration::from_secs(5));
+    assert_eq!(config.presence.gateway.max_message_bytes, 4096);
+    assert_eq!(config.presence.gateway.dead_after, Duration::from_secs(12));
+    // Defaults are the gateway's own.
+    assert_eq!(
+        parse_ok("").presence.gateway,
+        presence::gateway::GatewayConfig::default()
+    );
+
+    let error = parse_err("[presence]\nping_interval_s = 30\ndead_after_s = 30\n");
+    assert_eq!(key_of(&error), "presence.dead_after_s");
+    let error = parse_err("[presence]\nmax_devices_per_identity = 0\n");
+    assert_eq!(key_of(&error), "presence.max_devices_per_identity");
+    let error = parse_err("[presence]\nlisten_timeout = 5\n");
+    assert!(error.to_string().contains("presence.listen_timeout"), "{error}");
+}
