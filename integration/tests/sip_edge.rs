@@ -258,19 +258,23 @@ async fn invite_from_a_non_trunk_source_is_challenged_then_refused_and_never_rea
         request("INVITE", &uri, peer.addr(), "UDP", "n1", "").as_bytes(),
     )
     .await;
-    let r = peer.recv_final().await;
+    // Answered statelessly (RFC 3261 §8.2.7): no 100 Trying first, and never retransmitted
+    // although it is not ACKed (T1 = 50 ms: Timer G would have re-sent it several times), so a
+    // forged-source flood is not amplified and leaves no transaction behind.
+    let Message::Response(r) = peer.recv().await else {
+        panic!("expected a response")
+    };
     assert_eq!(r.status, StatusCode::PROXY_AUTHENTICATION_REQUIRED);
     assert!(r
         .headers
         .get("Proxy-Authenticate")
         .unwrap()
         .starts_with("Digest"));
-    // ACK the 407 so its retransmissions stop.
-    peer.send(
-        edge.udp,
-        request("ACK", &uri, peer.addr(), "UDP", "n1", "").as_bytes(),
-    )
-    .await;
+    assert!(peer.is_silent(Duration::from_millis(400)).await);
+    let stats = edge.handle.stats();
+    let relaxed = std::sync::atomic::Ordering::Relaxed;
+    assert_eq!(stats.server_transactions.load(relaxed), 0);
+    assert_eq!(stats.invites_refused.load(relaxed), 1);
 
     let creds = "Proxy-Authorization: Digest username=\"1001\", realm=\"tandem\", nonce=\"bogus\", uri=\"x\", response=\"0000\"\r\n";
     peer.send(

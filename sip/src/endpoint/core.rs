@@ -104,6 +104,8 @@ struct ServerEntry {
     local_tag: Option<Tag>,
     /// Key in the merged-request index (§8.2.2.2), removed with the transaction.
     merge_key: Option<MergeKey>,
+    /// Who sent the INVITE or REGISTER, as admission decided.
+    origin: Option<Origin>,
     /// For a request handed to call control: when it must have been answered. Non-INVITE
     /// server transactions have no timer of their own, so a call task that never answers would
     /// otherwise keep the transaction forever.
@@ -124,6 +126,14 @@ struct MergeKey {
     call_id: CallId,
     cseq: u32,
     method: Method,
+}
+
+/// What admission decided for a new request.
+enum Admission {
+    /// Answer at once, keeping no state.
+    Stateless(Response),
+    /// Create a server transaction; for INVITE and REGISTER, who sent it.
+    Stateful(Option<Origin>),
 }
 
 /// Dialogs are routed on (Call-ID, our tag, their tag).
@@ -326,17 +336,15 @@ impl Core {
             return;
         };
         let reply_to = Target::for_response(via, from);
-        if request.method == Method::Options && request.headers.to.tag().is_none() {
-            // RFC 3261 §8.2.7: a UAS may answer statelessly, regenerating the response for a
-            // retransmission. Out-of-dialog OPTIONS (keep-alives, probes, floods) then cost no
-            // state for the 32 s Timer J would keep it.
-            if let Some(response) = simple_answer(&request, &Tag::random()) {
+        let origin = match self.admit(now, &request, from) {
+            Admission::Stateless(response) => {
                 self.shared.stats.count_response_out(response.status);
                 self.transmits
                     .push_back((reply_to, Bytes::from(response.to_bytes())));
+                return;
             }
-            return;
-        }
+            Admission::Stateful(origin) => origin,
+        };
         let reliable = from.transport == ListenTransport::Tcp;
 
         let merge_key = request.headers.to.tag().is_none().then(|| MergeKey {
@@ -369,6 +377,7 @@ impl Core {
                 local_tag,
                 merge_key: if merged { None } else { merge_key },
                 answer_by: None,
+                origin,
             },
         );
         self.shared
@@ -415,13 +424,6 @@ impl Core {
             self.route_in_dialog(now, key);
             return;
         }
-        if self.shared.draining.load(Ordering::Relaxed) {
-            self.reply(now, key, StatusCode::SERVICE_UNAVAILABLE, |mut r| {
-                r.headers.push("Retry-After", DRAIN_RETRY_AFTER.to_string());
-                r
-            });
-            return;
-        }
         if !request.body.is_empty()
             && !request
                 .headers
@@ -434,26 +436,11 @@ impl Core {
             });
             return;
         }
-        let origin = if let Some(trunk) = self
-            .trunks
-            .iter()
-            .find(|t| t.allow.iter().any(|n| n.contains(&from.source.ip())))
-        {
-            Origin::Trunk(trunk.name.clone())
-        } else {
-            match self.authenticate(now, key, "Proxy-Authorization") {
-                Some(user) => Origin::User(user),
-                None => {
-                    self.shared
-                        .stats
-                        .invites_refused
-                        .fetch_add(1, Ordering::Relaxed);
-                    return;
-                }
-            }
-        };
-
         let Some(entry) = self.servers.get_mut(key) else {
+            return;
+        };
+        let Some(origin) = entry.origin.clone() else {
+            // Admission gives every out-of-dialog INVITE an origin; nothing else gets here.
             return;
         };
         let (events_tx, events_rx) = mpsc::unbounded_channel();
@@ -482,29 +469,61 @@ impl Core {
         }
     }
 
-    /// Digest-authenticates the request of transaction `key` against `[[sip_users]]`. On
-    /// failure the challenge (401/407) or the 403 is already sent and `None` returned.
-    /// Unknown users and wrong passwords get the same answers, so scanning reveals nothing.
-    fn authenticate(&mut self, now: Instant, key: &Key, header: &str) -> Option<String> {
-        let entry = self.servers.get(key)?;
-        let users = &self.users;
-        let verdict = if users.is_empty() {
-            // No phones configured: nobody can authenticate, and challenging would invite
-            // pointless guessing.
-            None
-        } else {
-            Some(self.challenger.verify(
-                entry.transaction.request(),
-                header,
-                |name| {
-                    users
-                        .iter()
-                        .find(|u| u.username == name)
-                        .map(|u| u.password.clone())
-                },
-                now,
-            ))
-        };
+    /// Decides, before any transaction state exists, whether a request is answered at once
+    /// (RFC 3261 §8.2.7 allows a stateless UAS) or gets a transaction. Everything a hostile or
+    /// scanning peer can cause without credentials is stateless: out-of-dialog OPTIONS, INVITEs
+    /// from non-trunk sources without valid credentials (407/403), REGISTERs without valid
+    /// credentials (401/403), and INVITEs while draining (503). No state is kept for them and no
+    /// response is retransmitted (a lost one is regenerated when the peer retransmits), so a
+    /// flood can neither fill memory nor be amplified by Timer G.
+    fn admit(&mut self, now: Instant, request: &Request, from: &Received) -> Admission {
+        let out_of_dialog = request.headers.to.tag().is_none();
+        match request.method {
+            Method::Options if out_of_dialog => simple_answer(request, &Tag::random())
+                .map_or(Admission::Stateful(None), Admission::Stateless),
+            Method::Invite if out_of_dialog => {
+                if self.shared.draining.load(Ordering::Relaxed) {
+                    let mut r =
+                        request.response(StatusCode::SERVICE_UNAVAILABLE, Some(&Tag::random()));
+                    r.headers.push("Retry-After", DRAIN_RETRY_AFTER.to_string());
+                    return Admission::Stateless(r);
+                }
+                let source = from.source.ip();
+                if let Some(trunk) = self
+                    .trunks
+                    .iter()
+                    .find(|t| t.allow.iter().any(|n| n.contains(&source)))
+                {
+                    return Admission::Stateful(Some(Origin::Trunk(trunk.name.clone())));
+                }
+                match self.check_credentials(now, request, "Proxy-Authorization") {
+                    Ok(user) => Admission::Stateful(Some(Origin::User(user))),
+                    Err(refusal) => {
+                        self.shared
+                            .stats
+                            .invites_refused
+                            .fetch_add(1, Ordering::Relaxed);
+                        Admission::Stateless(refusal)
+                    }
+                }
+            }
+            Method::Register => match self.check_credentials(now, request, "Authorization") {
+                Ok(user) => Admission::Stateful(Some(Origin::User(user))),
+                Err(refusal) => Admission::Stateless(refusal),
+            },
+            _ => Admission::Stateful(None),
+        }
+    }
+
+    /// Digest-authenticates `request` against `[[sip_users]]`: the username, or the response to
+    /// send instead (a 401/407 challenge, or 403). Unknown users and wrong passwords get the
+    /// same answers, so scanning reveals nothing.
+    fn check_credentials(
+        &mut self,
+        now: Instant,
+        request: &Request,
+        header: &str,
+    ) -> Result<String, Response> {
         let (status, challenge_header) = if header == "Authorization" {
             (StatusCode::UNAUTHORIZED, "WWW-Authenticate")
         } else {
@@ -513,32 +532,47 @@ impl Core {
                 "Proxy-Authenticate",
             )
         };
-        match verdict {
-            Some(Verdict::Authenticated { username }) => return Some(username),
-            Some(Verdict::Missing) | Some(Verdict::Stale) => {
-                let stale = matches!(verdict, Some(Verdict::Stale));
-                let challenges = self.challenger.challenge(now, stale);
-                self.reply(now, key, status, |mut r| {
-                    for c in challenges {
-                        r.headers.push(challenge_header, c);
-                    }
-                    r
-                });
-            }
-            Some(Verdict::Rejected(reason)) => {
-                tracing::debug!(?reason, "digest credentials rejected");
-                self.reply(now, key, StatusCode::FORBIDDEN, |r| r);
-            }
-            None => self.reply(now, key, StatusCode::FORBIDDEN, |r| r),
+        let refuse = |status| request.response(status, Some(&Tag::random()));
+        if self.users.is_empty() {
+            // No phones configured: nobody can authenticate, and challenging would invite
+            // pointless guessing.
+            return Err(refuse(StatusCode::FORBIDDEN));
         }
-        None
+        let users = &self.users;
+        let verdict = self.challenger.verify(
+            request,
+            header,
+            |name| {
+                users
+                    .iter()
+                    .find(|u| u.username == name)
+                    .map(|u| u.password.clone())
+            },
+            now,
+        );
+        match verdict {
+            Verdict::Authenticated { username } => Ok(username),
+            Verdict::Missing | Verdict::Stale => {
+                let stale = matches!(verdict, Verdict::Stale);
+                let mut r = refuse(status);
+                for challenge in self.challenger.challenge(now, stale) {
+                    r.headers.push(challenge_header, challenge);
+                }
+                Err(r)
+            }
+            Verdict::Rejected(reason) => {
+                tracing::debug!(?reason, "digest credentials rejected");
+                Err(refuse(StatusCode::FORBIDDEN))
+            }
+        }
     }
 
     fn handle_register(&mut self, now: Instant, key: &Key, from: &Received) {
-        let Some(user) = self.authenticate(now, key, "Authorization") else {
+        let Some(entry) = self.servers.get(key) else {
             return;
         };
-        let Some(entry) = self.servers.get(key) else {
+        // Admission authenticated every REGISTER that has a transaction.
+        let Some(Origin::User(user)) = entry.origin.clone() else {
             return;
         };
         let request = entry.transaction.request();
