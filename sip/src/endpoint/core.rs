@@ -130,8 +130,9 @@ struct MergeKey {
 
 /// What admission decided for a new request.
 enum Admission {
-    /// Answer at once, keeping no state.
-    Stateless(Response),
+    /// Answer at once, keeping no state (boxed: one allocation beside the dozens that building
+    /// a response takes, and it keeps the enum small).
+    Stateless(Box<Response>),
     /// Create a server transaction; for INVITE and REGISTER, who sent it.
     Stateful(Option<Origin>),
 }
@@ -480,13 +481,15 @@ impl Core {
         let out_of_dialog = request.headers.to.tag().is_none();
         match request.method {
             Method::Options if out_of_dialog => simple_answer(request, &Tag::random())
-                .map_or(Admission::Stateful(None), Admission::Stateless),
+                .map_or(Admission::Stateful(None), |r| {
+                    Admission::Stateless(Box::new(r))
+                }),
             Method::Invite if out_of_dialog => {
                 if self.shared.draining.load(Ordering::Relaxed) {
                     let mut r =
                         request.response(StatusCode::SERVICE_UNAVAILABLE, Some(&Tag::random()));
                     r.headers.push("Retry-After", DRAIN_RETRY_AFTER.to_string());
-                    return Admission::Stateless(r);
+                    return Admission::Stateless(Box::new(r));
                 }
                 let source = from.source.ip();
                 if let Some(trunk) = self
@@ -523,7 +526,7 @@ impl Core {
         now: Instant,
         request: &Request,
         header: &str,
-    ) -> Result<String, Response> {
+    ) -> Result<String, Box<Response>> {
         let (status, challenge_header) = if header == "Authorization" {
             (StatusCode::UNAUTHORIZED, "WWW-Authenticate")
         } else {
@@ -532,7 +535,7 @@ impl Core {
                 "Proxy-Authenticate",
             )
         };
-        let refuse = |status| request.response(status, Some(&Tag::random()));
+        let refuse = |status| Box::new(request.response(status, Some(&Tag::random())));
         if self.users.is_empty() {
             // No phones configured: nobody can authenticate, and challenging would invite
             // pointless guessing.
