@@ -807,7 +807,10 @@ fn presence_limits_reach_the_gateway_and_registry() {
     );
     assert_eq!(config.presence.registry.max_devices_per_identity, 3);
     assert_eq!(config.presence.gateway.max_connections_per_ip, 500);
-    assert_eq!(config.presence.gateway.listen_timeout, Duration::from_secs(5));
+    assert_eq!(
+        config.presence.gateway.listen_timeout,
+        Duration::from_secs(5)
+    );
     assert_eq!(config.presence.gateway.max_message_bytes, 4096);
     assert_eq!(config.presence.gateway.dead_after, Duration::from_secs(12));
     // Defaults are the gateway's own.
@@ -821,5 +824,8 @@ fn presence_limits_reach_the_gateway_and_registry() {
     let error = parse_err("[presence]\nmax_devices_per_identity = 0\n");
     assert_eq!(key_of(&error), "presence.max_devices_per_identity");
     let error = parse_err("[presence]\nlisten_timeout = 5\n");
-    assert!(error.to_string().contains("presence.listen_timeout"), "{error}");
+    assert!(
+        error.to_string().contains("presence.listen_timeout"),
+        "{error}"
+    );
 }
