@@ -31,6 +31,16 @@ pub async fn serve(config: AppConfig) -> anyhow::Result<()> {
     let registry = presence::Registry::new(config.presence.registry.clone());
     let gateway =
         presence::gateway::Gateway::new(keys, registry.clone(), config.presence.gateway.clone());
+    let cache = media::cache::Cache::new(media::cache::CacheConfig::new(
+        &config.media.cache_dir,
+        config.media.cache_max_bytes,
+    ))
+    .with_context(|| {
+        format!(
+            "opening the media cache {}",
+            config.media.cache_dir.display()
+        )
+    })?;
     let http_listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
         .with_context(|| format!("binding the HTTP listener {}", config.http.listen))?;
@@ -58,6 +68,7 @@ pub async fn serve(config: AppConfig) -> anyhow::Result<()> {
             active_calls: active.clone(),
             presence: registry,
             gateway,
+            media: cache,
         }),
         shutdown_rx,
     ));

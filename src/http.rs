@@ -28,6 +28,8 @@ pub struct HttpState {
     pub presence: presence::Registry,
     /// The WebSocket gateway (`/v1/ws`, outside the API key: clients bring access tokens).
     pub gateway: presence::gateway::Gateway,
+    /// The prompt cache (`/v1/media`).
+    pub media: Arc<media::cache::Cache>,
 }
 
 /// Serves HTTP on `listener` until `shutdown` turns true.
@@ -47,9 +49,12 @@ pub async fn serve(
 
 /// The route table.
 pub fn routes(state: Arc<HttpState>) -> Router {
+    // Each subsystem brings its routes with its own state applied; ours get `state` here.
     let v1 = Router::new()
         .route("/presence", get(online_identities))
         .route("/presence/{identity}", get(presence_of))
+        .with_state(state.clone())
+        .merge(media::http::routes(state.media.clone()))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -59,9 +64,9 @@ pub fn routes(state: Arc<HttpState>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .with_state(state)
         .nest("/v1", v1)
         .fallback(not_found)
-        .with_state(state)
         .merge(gateway)
 }
 
@@ -179,7 +184,18 @@ async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
         );
     }
     let presence = state.presence.metrics();
-    let gauges: [(&str, &str, u64); 8] = [
+    let cache = state.media.metrics();
+    let gauges: [(&str, &str, u64); 10] = [
+        (
+            "tandem_media_cache_bytes",
+            "Bytes of processed audio in the prompt cache.",
+            cache.bytes_stored,
+        ),
+        (
+            "tandem_media_cache_entries",
+            "Entries in the prompt cache.",
+            cache.entries,
+        ),
         (
             "tandem_presence_devices_online",
             "Client devices connected.",
@@ -225,7 +241,32 @@ async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
         family(&mut out, name, "gauge", help);
         let _ = writeln!(out, "{name} {value}");
     }
-    let counters: [(&str, &str, u64); 6] = [
+    let counters: [(&str, &str, u64); 11] = [
+        (
+            "tandem_media_cache_hits_total",
+            "Prompt requests answered from a fresh cache entry.",
+            cache.hits,
+        ),
+        (
+            "tandem_media_cache_misses_total",
+            "Prompt requests that fetched from the origin.",
+            cache.misses,
+        ),
+        (
+            "tandem_media_cache_revalidations_total",
+            "Stale entries confirmed by a 304.",
+            cache.revalidations,
+        ),
+        (
+            "tandem_media_cache_evictions_total",
+            "Entries evicted to stay within the byte budget.",
+            cache.evictions,
+        ),
+        (
+            "tandem_media_cache_fetch_errors_total",
+            "Origin fetches that ended in an error.",
+            cache.fetch_errors,
+        ),
         (
             "tandem_presence_events_dropped_total",
             "Presence events dropped for slow subscribers.",

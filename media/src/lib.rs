@@ -20,13 +20,19 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cache;
 pub mod codec;
 pub mod decode;
+pub mod dtmf;
 mod error;
+pub mod http;
 pub mod mix;
 pub mod pcm;
 pub mod pipeline;
+pub mod ports;
 pub mod resample;
+pub mod rtp;
+pub mod sdp;
 
 pub use decode::{Decoded, Format, Hint, Limits};
 pub use error::AudioError;

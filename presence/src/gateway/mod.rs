@@ -58,9 +58,10 @@ pub use protocol::{CloseCode, ErrorCode, SUBPROTOCOL};
 /// The path the gateway serves.
 pub const PATH: &str = "/v1/ws";
 
-/// The read buffer of a connection's WebSocket. Small, so that idle connections are cheap; a
-/// larger message is assembled across several reads.
-const READ_BUFFER_BYTES: usize = 4 * 1024;
+/// The read buffer of a connection's WebSocket, allocated for every connection: small, so that
+/// idle connections are cheap (4 KiB cost 3 KiB more per connection, measured with
+/// `bench/ws_load.sh`); a larger message is assembled across several reads.
+const READ_BUFFER_BYTES: usize = 1024;
 
 /// Limits and timers of the gateway.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -208,9 +209,11 @@ async fn upgrade(
         .write_buffer_size(0)
         .max_message_size(max_message_bytes)
         .max_frame_size(max_message_bytes)
-        .on_upgrade(move |socket| {
+        // The task uses the socket where the closure put it: passed by value, it would be
+        // stored again in `session::run`'s future, making every idle connection's task larger.
+        .on_upgrade(move |mut socket| {
             async move {
-                session::run(socket, &slot.shared).await;
+                session::run(&mut socket, &slot.shared).await;
                 drop(slot);
             }
             .instrument(span)

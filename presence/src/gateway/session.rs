@@ -40,8 +40,8 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 const MAX_CLOSE_REASON_BYTES: usize = 123;
 
 /// Serves one upgraded connection until it ends.
-pub(super) async fn run(mut socket: WebSocket, shared: &Shared) {
-    let end = match expect_listen(&mut socket, shared).await {
+pub(super) async fn run(socket: &mut WebSocket, shared: &Shared) {
+    let end = match expect_listen(socket, shared).await {
         Ok(mut session) => {
             let end = session.run().await;
             // Offline and calls gone now, not after the close handshake.
@@ -50,7 +50,7 @@ pub(super) async fn run(mut socket: WebSocket, shared: &Shared) {
         }
         Err(end) => end,
     };
-    close(&mut socket, end).await;
+    close(socket, end).await;
 }
 
 /// Why a connection ends.
@@ -183,8 +183,11 @@ async fn expect_listen<'a>(
 
 impl Session<'_> {
     /// `Connected`: serves the device until the connection ends, and says why.
+    ///
+    /// The handlers' futures are boxed: each lives for one message and is up to ~1 KiB, while
+    /// inline they would size every idle connection's task for its busiest moment.
     async fn run(&mut self) -> End {
-        if let Err(end) = self.send_connected().await {
+        if let Err(end) = Box::pin(self.send_connected()).await {
             return end;
         }
         loop {
@@ -200,14 +203,14 @@ impl Session<'_> {
                 () = tokio::time::sleep_until(wake.into()) => Step::Timer,
             };
             let outcome = match step {
-                Step::Frame(frame) => self.handle_frame(frame).await,
-                Step::Event(Some(event)) => self.handle_event(event).await,
+                Step::Frame(frame) => Box::pin(self.handle_frame(frame)).await,
+                Step::Event(Some(event)) => Box::pin(self.handle_event(event)).await,
                 // The device guard holds a sender, so the queue cannot close under us.
                 Step::Event(None) => Err(End::Close(
                     CloseCode::ServerError,
                     "device queue closed".into(),
                 )),
-                Step::Timer => self.handle_timers(Instant::now()).await,
+                Step::Timer => Box::pin(self.handle_timers(Instant::now())).await,
             };
             if let Err(end) = outcome {
                 return end;

@@ -1,0 +1,464 @@
+//! The prompt player: ONE task with ONE 20 ms timer that streams every playing prompt, one
+//! packet per stream per tick. There is no task or timer per stream or per packet, so a
+//! thousand prompts cost one wake-up every 20 ms and a loop over a `Vec`.
+//!
+//! Each stream is a socket, a destination, 8 kHz µ-law audio (as the prompt cache stores it)
+//! and the codec the call negotiated: PCMU is sent as is, PCMA is transcoded per packet by
+//! table look-up. Packets are 160 samples (20 ms); the last one of the audio is padded with
+//! silence. Timestamps advance by 160 per packet and the first packet carries the marker
+//! (RFC 3551 §4.1); the caller passes the call's [`Sender`] in and gets it back when the
+//! prompt ends, so one call's outgoing stream keeps its SSRC and numbering across prompts.
+//!
+//! Missed ticks: [`MissedTickBehavior::Burst`]. If the task is late (a loaded machine), the
+//! missed ticks fire back to back and the streams catch up, so the send rate stays locked to
+//! the wall clock and the 8 kHz timestamps never drift from real time (which RTCP's
+//! NTP/RTP timestamp pairing and the peer's jitter buffer both assume). `Delay` would instead
+//! shift every stream later for good after each stall, and `Skip` would drop audio.
+//!
+//! Sends use `try_send_to`: a socket that cannot take a packet right now loses that packet
+//! (counted) instead of stalling every other stream.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::MissedTickBehavior;
+
+use super::packet;
+use super::{Codec, PayloadType, Sender, PACKET_INTERVAL, SAMPLES_PER_PACKET};
+use crate::codec;
+
+/// How many times a prompt plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Loops {
+    /// This many times; 0 finishes at once.
+    Times(u32),
+    /// Until stopped (TwiML's `loop="0"`).
+    Forever,
+}
+
+/// One prompt to stream.
+#[derive(Debug, Clone)]
+pub struct Prompt {
+    /// The call's RTP socket.
+    pub socket: Arc<UdpSocket>,
+    /// Where to send (the peer's RTP address from SDP, or the latched one).
+    pub destination: SocketAddr,
+    /// 8 kHz µ-law audio.
+    pub audio: Arc<[u8]>,
+    /// The codec the call negotiated.
+    pub codec: Codec,
+    /// The codec's payload type in the call.
+    pub payload_type: PayloadType,
+    /// How many times to play.
+    pub loops: Loops,
+    /// Stamps the packets; returned in [`Finished`].
+    pub sender: Sender,
+}
+
+/// How a prompt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    /// All loops played.
+    Completed,
+    /// Stopped by [`Playback::stop`] or by dropping the [`Playback`].
+    Stopped,
+}
+
+/// A prompt's end: why, how many packets went out, and the sender to continue with.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    /// Why it ended.
+    pub reason: FinishReason,
+    /// Packets sent.
+    pub packets_sent: u64,
+    /// Packets that the socket did not take.
+    pub send_failures: u64,
+    /// The stream's sender, advanced past the last packet.
+    pub sender: Sender,
+}
+
+/// Why the player could not do what was asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PlayerError {
+    /// The player task has ended (its runtime shut down).
+    #[error("the prompt player is not running")]
+    NotRunning,
+}
+
+/// Player settings.
+#[derive(Debug, Clone, Copy)]
+pub struct PlayerConfig {
+    /// The tick: one packet per stream per tick. 20 ms for 160-sample G.711 packets.
+    pub interval: Duration,
+    /// Whether to record every stream's inter-packet send interval in
+    /// [`PlayerStatistics::send_intervals`] (one clock read per packet; for benchmarks).
+    pub measure_intervals: bool,
+}
+
+impl Default for PlayerConfig {
+    fn default() -> Self {
+        Self {
+            interval: PACKET_INTERVAL,
+            measure_intervals: false,
+        }
+    }
+}
+
+/// Counters of the player, published once per tick.
+#[derive(Debug, Clone, Default)]
+pub struct PlayerStatistics {
+    /// Ticks run.
+    pub ticks: u64,
+    /// Packets sent.
+    pub packets_sent: u64,
+    /// Packets the sockets did not take.
+    pub send_failures: u64,
+    /// Streams playing after the last tick.
+    pub streams: usize,
+    /// The distribution of intervals between consecutive packets of a stream, when
+    /// [`PlayerConfig::measure_intervals`] is on.
+    pub send_intervals: IntervalHistogram,
+}
+
+/// A histogram of durations in 10 µs buckets up to 200 ms (longer ones land in the last).
+#[derive(Debug, Clone)]
+pub struct IntervalHistogram {
+    buckets: Vec<u64>,
+    count: u64,
+}
+
+/// A running player. Cloning shares it.
+#[derive(Debug, Clone)]
+pub struct Player {
+    commands: mpsc::UnboundedSender<Command>,
+    statistics: Arc<Mutex<PlayerStatistics>>,
+    next_id: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// A playing prompt. Dropping it stops the prompt.
+#[derive(Debug)]
+pub struct Playback {
+    id: u64,
+    commands: mpsc::UnboundedSender<Command>,
+    finished: Option<oneshot::Receiver<Finished>>,
+}
+
+#[derive(Debug)]
+enum Command {
+    Play {
+        id: u64,
+        prompt: Box<Prompt>,
+        finished: oneshot::Sender<Finished>,
+    },
+    Stop {
+        id: u64,
+    },
+}
+
+impl Player {
+    /// Starts the player task. Must run inside a tokio runtime.
+    pub fn spawn(config: PlayerConfig) -> Self {
+        let (commands, receiver) = mpsc::unbounded_channel();
+        let statistics = Arc::new(Mutex::new(PlayerStatistics::default()));
+        tokio::spawn(run(config, receiver, Arc::clone(&statistics)));
+        Self {
+            commands,
+            statistics,
+            next_id: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+        }
+    }
+
+    /// Starts streaming `prompt` from the next tick. Waits until the socket is writable
+    /// first (a fresh socket is not until the runtime has polled it once), so the player
+    /// itself never waits on one stream's socket.
+    pub async fn play(&self, prompt: Prompt) -> Result<Playback, PlayerError> {
+        // A socket error here will show again on send, where it is counted.
+        let _ = prompt.socket.writable().await;
+        let id = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (finished, receiver) = oneshot::channel();
+        self.commands
+            .send(Command::Play {
+                id,
+                prompt: Box::new(prompt),
+                finished,
+            })
+            .map_err(|_| PlayerError::NotRunning)?;
+        Ok(Playback {
+            id,
+            commands: self.commands.clone(),
+            finished: Some(receiver),
+        })
+    }
+
+    /// The counters as of the last tick.
+    pub fn statistics(&self) -> PlayerStatistics {
+        self.statistics
+            .lock()
+            .map(|statistics| statistics.clone())
+            .unwrap_or_default()
+    }
+}
+
+impl Playback {
+    /// Asks the player to stop this prompt; [`Playback::finished`] then reports `Stopped`.
+    pub fn stop(&self) {
+        let _ = self.commands.send(Command::Stop { id: self.id });
+    }
+
+    /// Waits until the prompt ends. Only the first call gets the result; later calls return
+    /// [`PlayerError::NotRunning`].
+    pub async fn finished(&mut self) -> Result<Finished, PlayerError> {
+        let receiver = self.finished.take().ok_or(PlayerError::NotRunning)?;
+        receiver.await.map_err(|_| PlayerError::NotRunning)
+    }
+}
+
+impl Drop for Playback {
+    fn drop(&mut self) {
+        if self.finished.is_some() {
+            self.stop();
+        }
+    }
+}
+
+impl Default for IntervalHistogram {
+    fn default() -> Self {
+        Self {
+            buckets: vec![0; HISTOGRAM_BUCKETS],
+            count: 0,
+        }
+    }
+}
+
+impl IntervalHistogram {
+    /// Records one duration.
+    pub fn record(&mut self, duration: Duration) {
+        let bucket = (duration.as_micros() / HISTOGRAM_RESOLUTION_MICROS) as usize;
+        let bucket = bucket.min(HISTOGRAM_BUCKETS - 1);
+        self.buckets[bucket] += 1;
+        self.count += 1;
+    }
+
+    /// Durations recorded.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// The smallest bucket bound below which at least `quantile` (0–1) of the durations lie.
+    pub fn quantile(&self, quantile: f64) -> Duration {
+        let target = (quantile.clamp(0.0, 1.0) * self.count as f64).ceil() as u64;
+        let mut seen = 0;
+        for (bucket, &count) in self.buckets.iter().enumerate() {
+            seen += count;
+            if seen >= target.max(1) {
+                return Duration::from_micros(
+                    (bucket as u64 + 1) * HISTOGRAM_RESOLUTION_MICROS as u64,
+                );
+            }
+        }
+        Duration::from_micros(HISTOGRAM_BUCKETS as u64 * HISTOGRAM_RESOLUTION_MICROS as u64)
+    }
+
+    /// Adds another histogram's counts.
+    pub fn merge(&mut self, other: &Self) {
+        for (mine, theirs) in self.buckets.iter_mut().zip(&other.buckets) {
+            *mine += theirs;
+        }
+        self.count += other.count;
+    }
+}
+
+const HISTOGRAM_RESOLUTION_MICROS: u128 = 10;
+const HISTOGRAM_BUCKETS: usize = 20_000;
+
+/// One playing stream inside the task.
+struct Stream {
+    id: u64,
+    prompt: Prompt,
+    position: usize,
+    loops_left: Option<u32>,
+    packets_sent: u64,
+    send_failures: u64,
+    last_sent: Option<Instant>,
+    finished: oneshot::Sender<Finished>,
+}
+
+async fn run(
+    config: PlayerConfig,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    shared: Arc<Mutex<PlayerStatistics>>,
+) {
+    let mut interval = tokio::time::interval(config.interval);
+    interval.set_missed_tick_behavior(MissedTickBehavior::Burst);
+    let mut streams: Vec<Stream> = Vec::new();
+    let mut completed: Vec<Stream> = Vec::new();
+    let mut statistics = PlayerStatistics::default();
+    let mut payload = vec![0u8; SAMPLES_PER_PACKET as usize];
+    let mut out = Vec::with_capacity(packet::HEADER_LEN + payload.len());
+    loop {
+        if streams.is_empty() {
+            // Idle: no ticking until there is something to play.
+            let Some(command) = commands.recv().await else {
+                return;
+            };
+            handle_command(command, &mut streams);
+            // The first packet goes out now and the next ones every interval from here.
+            interval.reset_immediately();
+            continue;
+        }
+        tokio::select! {
+            command = commands.recv() => match command {
+                Some(command) => handle_command(command, &mut streams),
+                None => return,
+            },
+            _ = interval.tick() => {
+                statistics.ticks += 1;
+                let mut index = 0;
+                while index < streams.len() {
+                    let stream = &mut streams[index];
+                    let done = send_next(stream, &mut payload, &mut out, &mut statistics, config.measure_intervals);
+                    if done {
+                        completed.push(streams.swap_remove(index));
+                    } else {
+                        index += 1;
+                    }
+                }
+                statistics.streams = streams.len();
+                if let Ok(mut published) = shared.lock() {
+                    published.clone_from(&statistics);
+                }
+                // Reported after publishing, so whoever hears of the end sees the counters.
+                for stream in completed.drain(..) {
+                    finish(stream, FinishReason::Completed);
+                }
+            }
+        }
+    }
+}
+
+fn handle_command(command: Command, streams: &mut Vec<Stream>) {
+    match command {
+        Command::Play {
+            id,
+            prompt,
+            finished,
+        } => {
+            let loops_left = match prompt.loops {
+                Loops::Times(times) => Some(times),
+                Loops::Forever => None,
+            };
+            let stream = Stream {
+                id,
+                prompt: *prompt,
+                position: 0,
+                loops_left,
+                packets_sent: 0,
+                send_failures: 0,
+                last_sent: None,
+                finished,
+            };
+            if stream.loops_left == Some(0) || stream.prompt.audio.is_empty() {
+                finish(stream, FinishReason::Completed);
+            } else {
+                streams.push(stream);
+            }
+        }
+        Command::Stop { id } => {
+            if let Some(index) = streams.iter().position(|stream| stream.id == id) {
+                let stream = streams.swap_remove(index);
+                finish(stream, FinishReason::Stopped);
+            }
+        }
+    }
+}
+
+/// Sends one packet of `stream`; returns whether the stream has finished.
+fn send_next(
+    stream: &mut Stream,
+    payload: &mut [u8],
+    out: &mut Vec<u8>,
+    statistics: &mut PlayerStatistics,
+    measure: bool,
+) -> bool {
+    let prompt = &mut stream.prompt;
+    let audio = &prompt.audio;
+    let end = (stream.position + payload.len()).min(audio.len());
+    let chunk = &audio[stream.position..end];
+    match prompt.codec {
+        Codec::Pcmu => {
+            payload[..chunk.len()].copy_from_slice(chunk);
+        }
+        Codec::Pcma => {
+            codec::ulaw_to_alaw(chunk, &mut payload[..chunk.len()]);
+        }
+    }
+    // The last packet of the audio is padded with silence to a whole 20 ms.
+    payload[chunk.len()..].fill(prompt.codec.silence());
+    let header = prompt
+        .sender
+        .stamp(prompt.payload_type, SAMPLES_PER_PACKET, payload.len());
+    let length = packet::write(&header, payload, out);
+    match prompt
+        .socket
+        .try_send_to(&out[..length], prompt.destination)
+    {
+        Ok(_) => {
+            stream.packets_sent += 1;
+            statistics.packets_sent += 1;
+        }
+        Err(_) => {
+            stream.send_failures += 1;
+            statistics.send_failures += 1;
+        }
+    }
+    if measure {
+        let now = Instant::now();
+        if let Some(last) = stream.last_sent.replace(now) {
+            statistics.send_intervals.record(now - last);
+        }
+    }
+    stream.position = end;
+    if stream.position < audio.len() {
+        return false;
+    }
+    stream.position = 0;
+    match &mut stream.loops_left {
+        None => false,
+        Some(left) => {
+            *left = left.saturating_sub(1);
+            *left == 0
+        }
+    }
+}
+
+fn finish(stream: Stream, reason: FinishReason) {
+    let _ = stream.finished.send(Finished {
+        reason,
+        packets_sent: stream.packets_sent,
+        send_failures: stream.send_failures,
+        sender: stream.prompt.sender,
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_quantiles_are_bucket_upper_bounds() {
+        let mut histogram = IntervalHistogram::default();
+        for micros in [19_995u64, 20_000, 20_004, 20_500] {
+            histogram.record(Duration::from_micros(micros));
+        }
+        assert_eq!(histogram.count(), 4);
+        assert_eq!(histogram.quantile(0.5), Duration::from_micros(20_010));
+        assert_eq!(histogram.quantile(1.0), Duration::from_micros(20_510));
+        histogram.record(Duration::from_secs(5));
+        assert_eq!(histogram.quantile(1.0), Duration::from_micros(200_000));
+    }
+}

@@ -1,0 +1,251 @@
+//! The prompt player with real UDP sockets on 127.0.0.1: packets of one stream arrive in
+//! order with timestamps 160 apart and roughly 20 ms apart, loops repeat the audio, the last
+//! packet is padded, A-law calls get transcoded audio, stop ends a prompt, and one player
+//! serves many streams at once.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // helpers outside #[test] fns too
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use media::codec;
+use media::rtp::player::{FinishReason, Loops, Player, PlayerConfig, Prompt};
+use media::rtp::{Codec, Packet, PayloadType, RtpTimestamp, Sender, SeqNo, Ssrc};
+use tokio::net::UdpSocket;
+use tokio::time::timeout;
+
+async fn socket() -> UdpSocket {
+    UdpSocket::bind("127.0.0.1:0").await.unwrap()
+}
+
+async fn receive(socket: &UdpSocket) -> (Vec<u8>, Instant) {
+    let mut buffer = vec![0u8; 2048];
+    let (length, _) = timeout(Duration::from_secs(2), socket.recv_from(&mut buffer))
+        .await
+        .expect("a packet within two seconds")
+        .unwrap();
+    buffer.truncate(length);
+    (buffer, Instant::now())
+}
+
+fn prompt(
+    socket: &Arc<UdpSocket>,
+    destination: SocketAddr,
+    audio: Vec<u8>,
+    loops: Loops,
+) -> Prompt {
+    Prompt {
+        socket: Arc::clone(socket),
+        destination,
+        audio: audio.into(),
+        codec: Codec::Pcmu,
+        payload_type: PayloadType::PCMU,
+        loops,
+        sender: Sender::new(Ssrc(42), SeqNo(65_530), RtpTimestamp(u32::MAX - 500)),
+    }
+}
+
+#[tokio::test]
+async fn one_stream_is_paced_in_order_with_160_tick_timestamps_and_loops() {
+    let player = Player::spawn(PlayerConfig::default());
+    let source = Arc::new(socket().await);
+    let phone = socket().await;
+    // Ten packets' worth of audio, each packet's octets distinct.
+    let audio: Vec<u8> = (0..1_600)
+        .map(|index| (index / 160 * 20 + index % 7) as u8)
+        .collect();
+    let mut playback = player
+        .play(prompt(
+            &source,
+            phone.local_addr().unwrap(),
+            audio.clone(),
+            Loops::Times(2),
+        ))
+        .await
+        .unwrap();
+    let mut packets = Vec::new();
+    for _ in 0..20 {
+        packets.push(receive(&phone).await);
+    }
+    let finished = playback.finished().await.unwrap();
+    assert_eq!(finished.reason, FinishReason::Completed);
+    assert_eq!(finished.packets_sent, 20);
+    for (index, (bytes, _)) in packets.iter().enumerate() {
+        let packet = Packet::parse(bytes).unwrap();
+        assert_eq!(packet.header.ssrc, Ssrc(42));
+        assert_eq!(packet.header.payload_type, PayloadType::PCMU);
+        assert_eq!(
+            packet.header.sequence,
+            SeqNo(65_530).wrapping_add(index as u16)
+        );
+        assert_eq!(
+            packet.header.timestamp,
+            RtpTimestamp(u32::MAX - 500).wrapping_add(160 * index as u32)
+        );
+        assert_eq!(packet.header.marker, index == 0);
+        let offset = (index % 10) * 160;
+        assert_eq!(
+            packet.payload,
+            &audio[offset..offset + 160],
+            "packet {index}"
+        );
+    }
+    // 19 intervals of 20 ms; the machine is shared, so only a generous bound.
+    let span = packets[19].1 - packets[0].1;
+    let expected = Duration::from_millis(19 * 20);
+    assert!(
+        span >= expected * 2 / 5 && span <= expected * 2,
+        "20 packets spanned {span:?}"
+    );
+    // The returned sender continues the numbering.
+    assert_eq!(
+        finished.sender.next_timestamp(),
+        RtpTimestamp(u32::MAX - 500).wrapping_add(160 * 20)
+    );
+    // Nothing more arrives.
+    let mut buffer = [0u8; 256];
+    assert!(
+        timeout(Duration::from_millis(100), phone.recv_from(&mut buffer))
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn the_last_packet_is_padded_and_pcma_calls_get_a_law() {
+    let player = Player::spawn(PlayerConfig::default());
+    let source = Arc::new(socket().await);
+    let phone = socket().await;
+    let audio: Vec<u8> = (0..200).map(|index| index as u8).collect();
+    let mut alaw_prompt = prompt(
+        &source,
+        phone.local_addr().unwrap(),
+        audio.clone(),
+        Loops::Times(1),
+    );
+    alaw_prompt.codec = Codec::Pcma;
+    alaw_prompt.payload_type = PayloadType::PCMA;
+    let mut playback = player.play(alaw_prompt).await.unwrap();
+    let first = Packet::parse(&receive(&phone).await.0)
+        .unwrap()
+        .payload
+        .to_vec();
+    let second = Packet::parse(&receive(&phone).await.0)
+        .unwrap()
+        .payload
+        .to_vec();
+    let expected: Vec<u8> = audio
+        .iter()
+        .map(|&code| codec::ulaw_to_alaw_code(code))
+        .collect();
+    assert_eq!(first, &expected[..160]);
+    assert_eq!(&second[..40], &expected[160..]);
+    assert!(second[40..]
+        .iter()
+        .all(|&code| code == Codec::Pcma.silence()));
+    assert_eq!(second.len(), 160);
+    assert_eq!(playback.finished().await.unwrap().packets_sent, 2);
+}
+
+#[tokio::test]
+async fn stop_ends_a_looping_prompt() {
+    let player = Player::spawn(PlayerConfig::default());
+    let source = Arc::new(socket().await);
+    let phone = socket().await;
+    let mut playback = player
+        .play(prompt(
+            &source,
+            phone.local_addr().unwrap(),
+            vec![0x55; 160],
+            Loops::Forever,
+        ))
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        receive(&phone).await;
+    }
+    playback.stop();
+    let finished = playback.finished().await.unwrap();
+    assert_eq!(finished.reason, FinishReason::Stopped);
+    assert!(finished.packets_sent >= 3);
+    // Dropping a playback stops it too; an empty prompt or zero loops finishes at once.
+    let dropped = player
+        .play(prompt(
+            &source,
+            phone.local_addr().unwrap(),
+            vec![0; 160],
+            Loops::Forever,
+        ))
+        .await
+        .unwrap();
+    drop(dropped);
+    let mut empty = player
+        .play(prompt(
+            &source,
+            phone.local_addr().unwrap(),
+            Vec::new(),
+            Loops::Forever,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(empty.finished().await.unwrap().packets_sent, 0);
+    let mut zero = player
+        .play(prompt(
+            &source,
+            phone.local_addr().unwrap(),
+            vec![0; 160],
+            Loops::Times(0),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(zero.finished().await.unwrap().packets_sent, 0);
+}
+
+#[tokio::test]
+async fn one_player_serves_many_streams_each_in_order() {
+    let player = Player::spawn(PlayerConfig::default());
+    let phone = socket().await;
+    let destination = phone.local_addr().unwrap();
+    let mut playbacks = Vec::new();
+    for stream in 0..30u32 {
+        let source = Arc::new(socket().await);
+        let mut prompt = prompt(
+            &source,
+            destination,
+            vec![stream as u8; 160 * 5],
+            Loops::Times(1),
+        );
+        prompt.sender = Sender::new(Ssrc(stream), SeqNo(100), RtpTimestamp(0));
+        playbacks.push(player.play(prompt).await.unwrap());
+    }
+    let mut by_stream: HashMap<Ssrc, Vec<(SeqNo, RtpTimestamp, u8)>> = HashMap::new();
+    for _ in 0..150 {
+        let (bytes, _) = receive(&phone).await;
+        let packet = Packet::parse(&bytes).unwrap();
+        by_stream.entry(packet.header.ssrc).or_default().push((
+            packet.header.sequence,
+            packet.header.timestamp,
+            packet.payload[0],
+        ));
+    }
+    assert_eq!(by_stream.len(), 30);
+    for (ssrc, packets) in &by_stream {
+        assert_eq!(packets.len(), 5);
+        for (index, &(sequence, timestamp, octet)) in packets.iter().enumerate() {
+            assert_eq!(sequence, SeqNo(100 + index as u16));
+            assert_eq!(timestamp, RtpTimestamp(160 * index as u32));
+            assert_eq!(u32::from(octet), ssrc.0);
+        }
+    }
+    for playback in &mut playbacks {
+        assert_eq!(
+            playback.finished().await.unwrap().reason,
+            FinishReason::Completed
+        );
+    }
+    let statistics = player.statistics();
+    assert_eq!(statistics.packets_sent, 150);
+    assert_eq!(statistics.send_failures, 0);
+}

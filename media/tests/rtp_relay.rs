@@ -1,0 +1,283 @@
+//! The relay with real UDP sockets on 127.0.0.1: audio both ways, PCMU → PCMA transcoding,
+//! telephone-events mapped between payload types, a third party's packets dropped, and
+//! latching onto the first source only.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // helpers outside #[test] fns too
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use media::codec;
+use media::rtp::forward::LegFormat;
+use media::rtp::packet::{self, Header};
+use media::rtp::relay::{Leg, Relay, RelayConfig};
+use media::rtp::{Codec, Packet, PayloadType, RtpTimestamp, SeqNo, Ssrc};
+use tokio::net::UdpSocket;
+use tokio::time::timeout;
+
+const PCMU_LEG: LegFormat = LegFormat {
+    codec: Codec::Pcmu,
+    payload_type: PayloadType::PCMU,
+    telephone_event: Some(PayloadType(101)),
+};
+
+const PCMA_LEG: LegFormat = LegFormat {
+    codec: Codec::Pcma,
+    payload_type: PayloadType::PCMA,
+    telephone_event: Some(PayloadType(96)),
+};
+
+async fn socket() -> UdpSocket {
+    UdpSocket::bind("127.0.0.1:0").await.unwrap()
+}
+
+fn address(socket: &UdpSocket) -> SocketAddr {
+    socket.local_addr().unwrap()
+}
+
+fn datagram(payload_type: u8, sequence: u16, timestamp: u32, payload: &[u8]) -> Vec<u8> {
+    let header = Header {
+        payload_type: PayloadType(payload_type),
+        marker: false,
+        sequence: SeqNo(sequence),
+        timestamp: RtpTimestamp(timestamp),
+        ssrc: Ssrc(0xABCD),
+    };
+    let mut buffer = Vec::new();
+    packet::write(&header, payload, &mut buffer);
+    buffer
+}
+
+/// Receives one datagram within a second, returning its bytes and source.
+async fn receive(socket: &UdpSocket) -> (Vec<u8>, SocketAddr) {
+    let mut buffer = vec![0u8; 2048];
+    let (length, from) = timeout(Duration::from_secs(1), socket.recv_from(&mut buffer))
+        .await
+        .expect("a packet within a second")
+        .unwrap();
+    buffer.truncate(length);
+    (buffer, from)
+}
+
+struct Call {
+    relay_a: Arc<UdpSocket>,
+    relay_b: Arc<UdpSocket>,
+    phone_a: UdpSocket,
+    phone_b: UdpSocket,
+}
+
+async fn call() -> Call {
+    Call {
+        relay_a: Arc::new(socket().await),
+        relay_b: Arc::new(socket().await),
+        phone_a: socket().await,
+        phone_b: socket().await,
+    }
+}
+
+fn leg(socket: &Arc<UdpSocket>, remote: SocketAddr, format: LegFormat, latching: bool) -> Leg {
+    Leg {
+        socket: Arc::clone(socket),
+        remote,
+        format,
+        latching,
+    }
+}
+
+#[tokio::test]
+async fn audio_flows_both_ways_with_pcmu_to_pcma_transcoding_and_events() {
+    let call = call().await;
+    let relay = Relay::spawn(
+        leg(&call.relay_a, address(&call.phone_a), PCMU_LEG, false),
+        leg(&call.relay_b, address(&call.phone_b), PCMA_LEG, false),
+        RelayConfig::default(),
+    );
+    let ulaw: Vec<u8> = (0..160).map(|index| (index * 7 % 256) as u8).collect();
+    let mut seen_ssrc = None;
+    for index in 0..5u16 {
+        let sent = datagram(0, 1_000 + index, 16_000 + 160 * u32::from(index), &ulaw);
+        call.phone_a
+            .send_to(&sent, address(&call.relay_a))
+            .await
+            .unwrap();
+        let (bytes, from) = receive(&call.phone_b).await;
+        assert_eq!(
+            from,
+            address(&call.relay_b),
+            "B hears the relay's B-side socket"
+        );
+        let packet = Packet::parse(&bytes).unwrap();
+        assert_eq!(packet.header.payload_type, PayloadType::PCMA);
+        let expected: Vec<u8> = ulaw
+            .iter()
+            .map(|&code| codec::ulaw_to_alaw_code(code))
+            .collect();
+        assert_eq!(packet.payload, expected.as_slice());
+        assert_ne!(packet.header.ssrc, Ssrc(0xABCD), "the SSRC is rewritten");
+        let ssrc = *seen_ssrc.get_or_insert(packet.header.ssrc);
+        assert_eq!(packet.header.ssrc, ssrc);
+        assert_eq!(packet.header.marker, index == 0);
+    }
+
+    // B → A: A-law back to µ-law.
+    let alaw: Vec<u8> = (0..160).map(|index| (255 - index) as u8).collect();
+    call.phone_b
+        .send_to(&datagram(8, 7, 99, &alaw), address(&call.relay_b))
+        .await
+        .unwrap();
+    let (bytes, _) = receive(&call.phone_a).await;
+    let packet = Packet::parse(&bytes).unwrap();
+    assert_eq!(packet.header.payload_type, PayloadType::PCMU);
+    let expected: Vec<u8> = alaw
+        .iter()
+        .map(|&code| codec::alaw_to_ulaw_code(code))
+        .collect();
+    assert_eq!(packet.payload, expected.as_slice());
+
+    // A DTMF event from A arrives at B as a telephone-event on B's payload type.
+    let event = [1u8, 0x8A, 0x03, 0x20];
+    call.phone_a
+        .send_to(
+            &datagram(101, 1_005, 16_800, &event),
+            address(&call.relay_a),
+        )
+        .await
+        .unwrap();
+    let (bytes, _) = receive(&call.phone_b).await;
+    let packet = Packet::parse(&bytes).unwrap();
+    assert_eq!(packet.header.payload_type, PayloadType(96));
+    assert_eq!(packet.payload, &event);
+
+    let report = relay.stop().await;
+    assert_eq!(report.a_to_b.forwarded, 6);
+    assert_eq!(report.b_to_a.forwarded, 1);
+    assert_eq!(report.a_to_b.received.unwrap().received, 6);
+    assert_eq!(report.a_to_b.received.unwrap().cumulative_lost, 0);
+}
+
+#[tokio::test]
+async fn a_packet_from_a_third_port_is_dropped() {
+    let call = call().await;
+    let intruder = socket().await;
+    let relay = Relay::spawn(
+        leg(&call.relay_a, address(&call.phone_a), PCMU_LEG, false),
+        leg(&call.relay_b, address(&call.phone_b), PCMU_LEG, false),
+        RelayConfig::default(),
+    );
+    let injected = datagram(0, 1, 0, &[0x11; 160]);
+    intruder
+        .send_to(&injected, address(&call.relay_a))
+        .await
+        .unwrap();
+    let genuine = datagram(0, 2, 160, &[0x22; 160]);
+    call.phone_a
+        .send_to(&genuine, address(&call.relay_a))
+        .await
+        .unwrap();
+    // Loopback keeps order: had the injected packet been forwarded it would arrive first.
+    let (bytes, _) = receive(&call.phone_b).await;
+    assert_eq!(Packet::parse(&bytes).unwrap().payload, &[0x22; 160]);
+    // Matching codecs: the payload is passed through.
+    let report = relay.stop().await;
+    assert_eq!(report.a_to_b.foreign_source, 1);
+    assert_eq!(report.a_to_b.forwarded, 1);
+    assert_eq!(report.a_to_b.latched, None);
+}
+
+#[tokio::test]
+async fn latching_accepts_the_first_source_only_and_sends_back_to_it() {
+    let call = call().await;
+    // A's SDP signalled an address nobody sends from (a NAT hides the real one).
+    let signalled: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let natted = call.phone_a; // the real source
+    let latecomer = socket().await;
+    let relay = Relay::spawn(
+        leg(&call.relay_a, signalled, PCMU_LEG, true),
+        leg(&call.relay_b, address(&call.phone_b), PCMU_LEG, false),
+        RelayConfig::default(),
+    );
+    natted
+        .send_to(&datagram(0, 1, 0, &[0x33; 160]), address(&call.relay_a))
+        .await
+        .unwrap();
+    let (bytes, _) = receive(&call.phone_b).await;
+    assert_eq!(Packet::parse(&bytes).unwrap().payload, &[0x33; 160]);
+
+    // A second source, even within the window, is dropped forever.
+    latecomer
+        .send_to(&datagram(0, 2, 160, &[0x44; 160]), address(&call.relay_a))
+        .await
+        .unwrap();
+    natted
+        .send_to(&datagram(0, 2, 160, &[0x55; 160]), address(&call.relay_a))
+        .await
+        .unwrap();
+    let (bytes, _) = receive(&call.phone_b).await;
+    assert_eq!(Packet::parse(&bytes).unwrap().payload, &[0x55; 160]);
+
+    // B's audio goes to the latched source, not to the signalled address.
+    call.phone_b
+        .send_to(&datagram(0, 9, 0, &[0x66; 160]), address(&call.relay_b))
+        .await
+        .unwrap();
+    let (bytes, from) = receive(&natted).await;
+    assert_eq!(from, address(&call.relay_a));
+    assert_eq!(Packet::parse(&bytes).unwrap().payload, &[0x66; 160]);
+
+    let report = relay.stop().await;
+    assert_eq!(report.a_to_b.latched, Some(address(&natted)));
+    assert_eq!(report.a_to_b.foreign_source, 1);
+    assert_eq!(report.a_to_b.forwarded, 2);
+}
+
+#[tokio::test]
+async fn without_a_first_source_in_the_window_latching_falls_back_to_the_signalled_address() {
+    let call = call().await;
+    let stranger = socket().await;
+    let relay = Relay::spawn(
+        leg(&call.relay_a, address(&call.phone_a), PCMU_LEG, true),
+        leg(&call.relay_b, address(&call.phone_b), PCMU_LEG, false),
+        RelayConfig {
+            latch_window: Duration::from_millis(50),
+        },
+    );
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    stranger
+        .send_to(&datagram(0, 1, 0, &[0x77; 160]), address(&call.relay_a))
+        .await
+        .unwrap();
+    call.phone_a
+        .send_to(&datagram(0, 2, 160, &[0x88; 160]), address(&call.relay_a))
+        .await
+        .unwrap();
+    let (bytes, _) = receive(&call.phone_b).await;
+    assert_eq!(Packet::parse(&bytes).unwrap().payload, &[0x88; 160]);
+    let report = relay.stop().await;
+    assert_eq!(report.a_to_b.foreign_source, 1);
+    assert_eq!(report.a_to_b.latched, None);
+}
+
+#[tokio::test]
+async fn malformed_datagrams_and_unknown_payload_types_are_dropped() {
+    let call = call().await;
+    let relay = Relay::spawn(
+        leg(&call.relay_a, address(&call.phone_a), PCMU_LEG, false),
+        leg(&call.relay_b, address(&call.phone_b), PCMU_LEG, false),
+        RelayConfig::default(),
+    );
+    for junk in [vec![0u8; 3], datagram(13, 1, 0, &[0]), vec![0x80; 3_000]] {
+        call.phone_a
+            .send_to(&junk, address(&call.relay_a))
+            .await
+            .unwrap();
+    }
+    call.phone_a
+        .send_to(&datagram(0, 2, 160, &[0x99; 160]), address(&call.relay_a))
+        .await
+        .unwrap();
+    let (bytes, _) = receive(&call.phone_b).await;
+    assert_eq!(Packet::parse(&bytes).unwrap().payload, &[0x99; 160]);
+    let report = relay.stop().await;
+    assert_eq!(report.a_to_b.unusable, 3);
+}
