@@ -241,7 +241,12 @@ async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
         family(&mut out, name, "gauge", help);
         let _ = writeln!(out, "{name} {value}");
     }
-    let counters: [(&str, &str, u64); 11] = [
+    let counters: [(&str, &str, u64); 12] = [
+        (
+            "tandem_media_synthesis_errors_total",
+            "Say texts that could not be synthesized.",
+            cache.synthesis_errors,
+        ),
         (
             "tandem_media_cache_hits_total",
             "Prompt requests answered from a fresh cache entry.",

@@ -1,4 +1,5 @@
-//! The media HTTP API over the prompt cache: `POST /media` (URL in, id and address out) and
+//! The media HTTP API over the prompt cache: `POST /media` (a URL, or text to say, in; id and
+//! address out) and
 //! `GET /media/{id}` (the processed audio, `audio/basic`, with a strong ETag). Paths are
 //! relative: the binary nests this router under `/v1` behind its API key.
 
@@ -12,7 +13,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use crate::cache::{Cache, CacheError, Outcome};
+use crate::cache::{Cache, CacheError, Entry, Outcome, SpeechError};
 
 /// The router serving `POST /media` and `GET /media/{id}`.
 pub fn routes(cache: Arc<Cache>) -> Router {
@@ -22,11 +23,21 @@ pub fn routes(cache: Arc<Cache>) -> Router {
         .with_state(cache)
 }
 
-/// Body of `POST /media`.
+/// Body of `POST /media`: exactly one of `url` and `say`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CreateRequest {
-    url: String,
+    url: Option<String>,
+    say: Option<SayRequest>,
+}
+
+/// `{"say": {"text", "voice"?, "language"?}}`: text to speech (`<Say>`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SayRequest {
+    text: String,
+    voice: Option<String>,
+    language: Option<String>,
 }
 
 /// Answer to `POST /media` (PRODUCT.md, "HTTP API").
@@ -41,17 +52,34 @@ struct CreateResponse {
 }
 
 async fn create(State(cache): State<Arc<Cache>>, body: Bytes) -> Response {
-    let request: CreateRequest = match serde_json::from_slice(&body) {
-        Ok(request) => request,
-        Err(_) => {
+    let request = serde_json::from_slice::<CreateRequest>(&body).ok();
+    let result = match request {
+        Some(CreateRequest {
+            url: Some(url),
+            say: None,
+        }) => cache.get_or_fetch(&url).await,
+        Some(CreateRequest {
+            url: None,
+            say: Some(say),
+        }) => {
+            cache
+                .get_or_synthesize(&say.text, say.voice.as_deref(), say.language.as_deref())
+                .await
+        }
+        _ => {
             return error(
                 StatusCode::BAD_REQUEST,
                 "invalid_body",
-                "expected JSON {\"url\": \"...\"}",
+                "expected JSON {\"url\": \"...\"} or {\"say\": {\"text\": \"...\"}}",
             )
         }
     };
-    match cache.get_or_fetch(&request.url).await {
+    respond(result)
+}
+
+/// The JSON answer to `POST /media` for an entry or an error.
+fn respond(result: Result<Entry, CacheError>) -> Response {
+    match result {
         Ok(entry) => {
             let cache = match entry.outcome {
                 Outcome::Hit => "hit",
@@ -155,9 +183,31 @@ fn classify(error: &CacheError) -> (StatusCode, &'static str) {
         | CacheError::OriginStatus { .. }
         | CacheError::TooManyRedirects { .. }
         | CacheError::InvalidRedirect => (StatusCode::BAD_GATEWAY, "origin_error"),
+        CacheError::Speech(speech) => classify_speech(speech),
         CacheError::Storage(_) | CacheError::FetchTaskFailed => {
             (StatusCode::INTERNAL_SERVER_ERROR, "internal")
         }
+    }
+}
+
+/// The HTTP status and error code for a text-to-speech error.
+fn classify_speech(error: &SpeechError) -> (StatusCode, &'static str) {
+    match error {
+        SpeechError::EmptyText | SpeechError::InvalidText => {
+            (StatusCode::BAD_REQUEST, "invalid_text")
+        }
+        SpeechError::TextTooLong { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "text_too_long"),
+        SpeechError::InvalidVoice | SpeechError::UnknownVoice { .. } => {
+            (StatusCode::BAD_REQUEST, "invalid_voice")
+        }
+        SpeechError::InvalidLanguage => (StatusCode::BAD_REQUEST, "invalid_language"),
+        SpeechError::ProgramMissing { .. } | SpeechError::Spawn(_) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "tts_unavailable")
+        }
+        SpeechError::Timeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "tts_timeout"),
+        SpeechError::OutputTooLarge { .. }
+        | SpeechError::Failed { .. }
+        | SpeechError::EmptyOutput => (StatusCode::INTERNAL_SERVER_ERROR, "tts_failed"),
     }
 }
 

@@ -1,16 +1,19 @@
-//! The error of the prompt cache: why a URL could not be turned into a cached telephony
-//! prompt, each variant naming the party at fault (the caller's URL, the origin, the audio, or
-//! our own storage). Errors are `Clone` because one origin fetch answers every concurrent
-//! caller of the same URL (single flight); the sources are shared behind `Arc`.
+//! The error of the prompt cache: why a URL (or a text to say) could not be turned into a
+//! cached telephony prompt, each variant naming the party at fault (the caller's request, the
+//! origin, the audio, the text-to-speech backend, or our own storage). Errors are `Clone`
+//! because one origin fetch answers every concurrent caller of the same id (single flight); the
+//! sources are shared behind `Arc`.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::address::Refusal;
+use super::speech::SpeechError;
 use crate::AudioError;
 
-/// Why [`Cache::get_or_fetch`](super::Cache::get_or_fetch) or
+/// Why [`Cache::get_or_fetch`](super::Cache::get_or_fetch),
+/// [`Cache::get_or_synthesize`](super::Cache::get_or_synthesize) or
 /// [`Cache::open`](super::Cache::open) failed.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
@@ -73,6 +76,9 @@ pub enum CacheError {
     /// Audio: the body could not be decoded or transcoded.
     #[error("origin audio could not be decoded")]
     Undecodable(#[source] Arc<AudioError>),
+    /// Caller or backend: text to speech failed (see [`SpeechError::is_caller_fault`]).
+    #[error("text to speech failed: {0}")]
+    Speech(#[source] SpeechError),
     /// Internal: reading or writing the cache directory failed.
     #[error("cache storage failed")]
     Storage(#[source] Arc<std::io::Error>),

@@ -6,8 +6,14 @@
 //! fetch (single flight). The id is derived from the URL, so a refresh or a 304 keeps the address
 //! `/v1/media/{id}` valid; the strong ETag is derived from the processed bytes.
 //!
+//! `get_or_synthesize(text, voice, language)` does the same for `<Say>`: a [`Synthesizer`]
+//! (espeak-ng by default) speaks the text, the WAV goes through the same pipeline, and the
+//! entry, keyed by the resolved voice and the text, never expires (synthesis is
+//! deterministic) but is evicted like any other.
+//!
 //! Code map: [`address`] (outbound-address policy), `freshness` (RFC 9111 arithmetic, no
-//! I/O), `fetch` (reqwest, redirects, pinning, body cap), `store` (files and index on disk).
+//! I/O), `fetch` (reqwest, redirects, pinning, body cap), [`speech`] (text to speech, voice
+//! mapping), `store` (files and index on disk).
 //!
 //! Invariant: every change to the set of `<id>.ulaw` names (rename in, unlink on eviction)
 //! happens under the state lock together with the in-memory index, so the index never names a
@@ -18,10 +24,12 @@ pub mod address;
 mod error;
 mod fetch;
 mod freshness;
+pub mod speech;
 mod store;
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
+use std::future::Future;
 use std::io::Read;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,10 +40,11 @@ use bytes::Bytes;
 use reqwest::header::{self, HeaderMap};
 use reqwest::Url;
 use sha2::{Digest, Sha256};
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 
 pub use address::{AddressPolicy, Refusal};
 pub use error::CacheError;
+pub use speech::{EspeakNg, SpeechError, Synthesizer};
 
 use crate::{to_telephony, Hint, Limits};
 use fetch::{Fetched, Fetcher, Validators};
@@ -66,6 +75,14 @@ pub struct CacheConfig {
     pub heuristic_max: Duration,
     /// Decoding limits for fetched audio.
     pub limits: Limits,
+    /// The text-to-speech backend for `get_or_synthesize` (default [`EspeakNg`]).
+    pub synthesizer: Arc<dyn Synthesizer>,
+    /// Bound on one synthesis; the backend is dropped (its process killed) after it
+    /// (default 10 s).
+    pub synthesis_timeout: Duration,
+    /// Syntheses run at once at most; further ones wait (default 2, one per core of the
+    /// reference machine: espeak-ng is CPU-bound).
+    pub max_concurrent_syntheses: usize,
 }
 
 impl CacheConfig {
@@ -84,6 +101,9 @@ impl CacheConfig {
             },
             heuristic_max: Duration::from_secs(24 * 60 * 60),
             limits: Limits::default(),
+            synthesizer: Arc::new(EspeakNg::default()),
+            synthesis_timeout: Duration::from_secs(10),
+            max_concurrent_syntheses: 2,
         }
     }
 }
@@ -109,7 +129,7 @@ impl Clock for SystemClock {
 pub enum Outcome {
     /// From a fresh stored entry, without contacting the origin.
     Hit,
-    /// Fetched from the origin and transcoded.
+    /// Fetched from the origin (or synthesized) and transcoded.
     Miss,
     /// The stored entry was stale; the origin answered 304 and the entry (and its id) was kept.
     Revalidated,
@@ -157,6 +177,8 @@ pub struct Metrics {
     pub evictions: u64,
     /// Origin fetches that ended in an error.
     pub fetch_errors: u64,
+    /// Syntheses that ended in an error (requests refused before synthesis not counted).
+    pub synthesis_errors: u64,
     /// Bytes currently stored.
     pub bytes_stored: u64,
     /// Entries currently stored.
@@ -174,6 +196,8 @@ pub struct Cache {
     index_writer: Mutex<()>,
     /// Single flight: id → the one in-progress refresh every caller awaits.
     flights: Mutex<HashMap<String, Flight>>,
+    /// Bounds concurrent syntheses (`max_concurrent_syntheses`).
+    synthesis_permits: Semaphore,
     counters: Counters,
 }
 
@@ -237,6 +261,7 @@ impl Cache {
             }),
             index_writer: Mutex::new(()),
             flights: Mutex::new(HashMap::new()),
+            synthesis_permits: Semaphore::new(config.max_concurrent_syntheses.max(1)),
             counters: Counters::default(),
             config,
         };
@@ -255,40 +280,35 @@ impl Cache {
         if let Some(entry) = self.lookup_fresh(&id, self.clock.now()) {
             return Ok(entry);
         }
-        let mut flight = {
-            let mut flights = lock(&self.flights);
-            match flights.get(&id) {
-                Some(flight) => flight.clone(),
-                None => {
-                    let (sender, flight) = watch::channel(None);
-                    flights.insert(id.clone(), flight.clone());
-                    let guard = FlightGuard {
-                        cache: Arc::clone(self),
-                        id: id.clone(),
-                    };
-                    // The refresh runs in its own task, so a caller that goes away (an HTTP
-                    // client disconnecting) neither aborts a download or a write half-way nor
-                    // makes another caller start a second fetch.
-                    tokio::spawn(async move {
-                        let result = guard.cache.clone().refresh(url, guard.id.clone()).await;
-                        // Unregister before announcing: a later caller starts a new flight
-                        // (which finds the fresh entry) instead of reusing this answer.
-                        drop(guard);
-                        let _ = sender.send(Some(result));
-                    });
-                    flight
-                }
-            }
-        };
-        let answer = flight
-            .wait_for(Option::is_some)
+        self.single_flight(id, move |cache, id| cache.refresh(url, id))
             .await
-            .map(|answer| answer.clone());
-        // The sender only goes away without an answer if the refresh task panicked.
-        answer
-            .ok()
-            .flatten()
-            .unwrap_or(Err(CacheError::FetchTaskFailed))
+    }
+
+    /// The entry for speaking `text` with the Twilio-style `voice` and `language` (see
+    /// [`speech::resolve_voice`] for the mapping): from the cache, or synthesized and
+    /// transcoded now. Invalid text or voice is refused before any process starts.
+    pub async fn get_or_synthesize(
+        self: &Arc<Self>,
+        text: &str,
+        voice: Option<&str>,
+        language: Option<&str>,
+    ) -> Result<Entry, CacheError> {
+        let (id, voice) = speech_key(text, voice, language)?;
+        if let Some(entry) = self.lookup_fresh(&id, self.clock.now()) {
+            return Ok(entry);
+        }
+        let text = text.to_owned();
+        self.single_flight(id, move |cache, id| cache.synthesize(text, voice, id))
+            .await
+    }
+
+    /// The id `text` spoken with `voice` in `language` is (or would be) cached under.
+    pub fn id_for_speech(
+        text: &str,
+        voice: Option<&str>,
+        language: Option<&str>,
+    ) -> Result<String, CacheError> {
+        speech_key(text, voice, language).map(|(id, _)| id)
     }
 
     /// The processed audio of entry `id`, or `None` if no such entry is cached. A response
@@ -350,6 +370,7 @@ impl Cache {
             stale_served: counters.stale_served.load(Ordering::Relaxed),
             evictions: counters.evictions.load(Ordering::Relaxed),
             fetch_errors: counters.fetch_errors.load(Ordering::Relaxed),
+            synthesis_errors: counters.synthesis_errors.load(Ordering::Relaxed),
             bytes_stored,
             entries,
         }
@@ -400,9 +421,56 @@ struct Counters {
     stale_served: AtomicU64,
     evictions: AtomicU64,
     fetch_errors: AtomicU64,
+    synthesis_errors: AtomicU64,
 }
 
 impl Cache {
+    /// Runs `work` for `id` as the one flight every concurrent caller for `id` awaits.
+    async fn single_flight<Work, Running>(
+        self: &Arc<Self>,
+        id: String,
+        work: Work,
+    ) -> Result<Entry, CacheError>
+    where
+        Work: FnOnce(Arc<Cache>, String) -> Running + Send + 'static,
+        Running: Future<Output = Result<Entry, CacheError>> + Send + 'static,
+    {
+        let mut flight = {
+            let mut flights = lock(&self.flights);
+            match flights.get(&id) {
+                Some(flight) => flight.clone(),
+                None => {
+                    let (sender, flight) = watch::channel(None);
+                    flights.insert(id.clone(), flight.clone());
+                    let guard = FlightGuard {
+                        cache: Arc::clone(self),
+                        id: id.clone(),
+                    };
+                    // The work runs in its own task, so a caller that goes away (an HTTP
+                    // client disconnecting) neither aborts a download, a synthesis or a write
+                    // half-way nor makes another caller start a second one.
+                    tokio::spawn(async move {
+                        let result = work(guard.cache.clone(), guard.id.clone()).await;
+                        // Unregister before announcing: a later caller starts a new flight
+                        // (which finds the fresh entry) instead of reusing this answer.
+                        drop(guard);
+                        let _ = sender.send(Some(result));
+                    });
+                    flight
+                }
+            }
+        };
+        let answer = flight
+            .wait_for(Option::is_some)
+            .await
+            .map(|answer| answer.clone());
+        // The sender only goes away without an answer if the refresh task panicked.
+        answer
+            .ok()
+            .flatten()
+            .unwrap_or(Err(CacheError::FetchTaskFailed))
+    }
+
     /// A hit if `id` is stored and fresh at `now` (RFC 9111 §4.2); marks it used.
     fn lookup_fresh(&self, id: &str, now: SystemTime) -> Option<Entry> {
         let mut guard = lock(&self.state);
@@ -579,6 +647,7 @@ impl Cache {
         self.counters.misses.fetch_add(1, Ordering::Relaxed);
         let record = Record {
             url: url.as_str().to_owned(),
+            synthesized: false,
             size: bytes.len() as u64,
             duration: telephony.duration,
             etag,
@@ -594,31 +663,137 @@ impl Cache {
         // responses; an entry larger than the whole budget is not kept either. The caller still
         // gets the audio, once, from memory.
         if !directives.is_storable() || record.size > self.config.max_bytes {
-            let removed = {
-                let mut state = lock(&self.state);
-                state.transient.retain(|transient| transient.id != id);
-                if state.transient.len() == MAX_TRANSIENT {
-                    state.transient.pop_front();
-                }
-                state.transient.push_back(Transient {
-                    id: id.to_owned(),
-                    bytes,
-                    etag: record.etag.clone(),
-                    expires: response_time + TRANSIENT_GRACE,
-                });
-                self.remove_record(&mut state, id)
-            };
-            if removed {
-                self.persist_index().await?;
-            }
+            self.hold_transient(id, bytes, record.etag, response_time)
+                .await?;
             return Ok(result);
         }
+        self.install_in_background(id, bytes, record).await?;
+        Ok(result)
+    }
+
+    /// The body of one speech flight: synthesize (bounded in time and concurrency), transcode
+    /// and store. `voice` is already resolved and validated.
+    async fn synthesize(
+        self: Arc<Self>,
+        text: String,
+        voice: String,
+        id: String,
+    ) -> Result<Entry, CacheError> {
+        // Another flight may have finished between our look-up and this one starting.
+        if let Some(entry) = self.lookup_fresh(&id, self.clock.now()) {
+            return Ok(entry);
+        }
+        let result = self.synthesize_and_store(&text, &voice, &id).await;
+        if let Err(error) = &result {
+            self.counters
+                .synthesis_errors
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%voice, %error, "speech synthesis failed");
+        }
+        result
+    }
+
+    async fn synthesize_and_store(
+        self: &Arc<Self>,
+        text: &str,
+        voice: &str,
+        id: &str,
+    ) -> Result<Entry, CacheError> {
+        let wav = {
+            let _permit = self
+                .synthesis_permits
+                .acquire()
+                .await
+                .map_err(|_| CacheError::FetchTaskFailed)?;
+            let limit = self.config.synthesis_timeout;
+            // Dropping the synthesis on timeout drops (and so kills) the backend process.
+            tokio::time::timeout(limit, self.config.synthesizer.synthesize(text, voice))
+                .await
+                .unwrap_or(Err(SpeechError::Timeout { limit }))
+                .map_err(CacheError::Speech)?
+        };
+        let limits = self.config.limits;
+        let telephony = tokio::task::spawn_blocking(move || {
+            let hint = Hint {
+                content_type: Some("audio/wav"),
+                extension: Some("wav"),
+            };
+            to_telephony(&wav, &hint, &limits)
+        })
+        .await
+        .map_err(|_| CacheError::FetchTaskFailed)?
+        .map_err(|error| CacheError::Undecodable(Arc::new(error)))?;
+        if telephony.ulaw.is_empty() {
+            return Err(CacheError::Speech(SpeechError::EmptyOutput));
+        }
+        let bytes = Bytes::from(telephony.ulaw);
+        let etag = strong_etag(&bytes);
+        let now = self.clock.now();
+        self.counters.misses.fetch_add(1, Ordering::Relaxed);
+        let record = Record {
+            url: String::new(),
+            synthesized: true,
+            size: bytes.len() as u64,
+            duration: telephony.duration,
+            etag,
+            origin: OriginHeaders::default(),
+            response_time: now,
+            initial_age: Duration::ZERO,
+            lifetime: Duration::ZERO,
+            directives: Directives::default(),
+            last_use: 0,
+        };
+        let result = entry(id, &record, Outcome::Miss);
+        if record.size > self.config.max_bytes {
+            // Larger than the whole budget: answered, and served once from memory.
+            self.hold_transient(id, bytes, record.etag, now).await?;
+            return Ok(result);
+        }
+        self.install_in_background(id, bytes, record).await?;
+        Ok(result)
+    }
+
+    /// Keeps audio that is not stored in memory for one `open` within the grace period, and
+    /// drops any stored entry under the same id.
+    async fn hold_transient(
+        self: &Arc<Self>,
+        id: &str,
+        bytes: Bytes,
+        etag: String,
+        now: SystemTime,
+    ) -> Result<(), CacheError> {
+        let removed = {
+            let mut state = lock(&self.state);
+            state.transient.retain(|transient| transient.id != id);
+            if state.transient.len() == MAX_TRANSIENT {
+                state.transient.pop_front();
+            }
+            state.transient.push_back(Transient {
+                id: id.to_owned(),
+                bytes,
+                etag,
+                expires: now + TRANSIENT_GRACE,
+            });
+            self.remove_record(&mut state, id)
+        };
+        if removed {
+            self.persist_index().await?;
+        }
+        Ok(())
+    }
+
+    /// [`Cache::install`] on the blocking pool.
+    async fn install_in_background(
+        self: &Arc<Self>,
+        id: &str,
+        bytes: Bytes,
+        record: Record,
+    ) -> Result<(), CacheError> {
         let cache = Arc::clone(self);
         let id = id.to_owned();
         tokio::task::spawn_blocking(move || cache.install(&id, &bytes, record))
             .await
-            .map_err(|_| CacheError::FetchTaskFailed)??;
-        Ok(result)
+            .map_err(|_| CacheError::FetchTaskFailed)?
     }
 
     /// Blocking: writes the file, renames it in, updates the index and evicts over budget.
@@ -729,6 +904,9 @@ impl Cache {
 }
 
 fn is_fresh(record: &Record, now: SystemTime) -> bool {
+    if record.synthesized {
+        return true;
+    }
     // RFC 9111 §5.2.2.4: no-cache means a stored response is never used without validation.
     !record.directives.no_cache
         && freshness::current_age(record.initial_age, record.response_time, now) < record.lifetime
@@ -800,6 +978,26 @@ fn normalize(text: &str) -> Result<Url, CacheError> {
 fn id_for(url: &Url) -> String {
     let digest = Sha256::digest(url.as_str().as_bytes());
     hex::encode(&digest[..16])
+}
+
+/// Validates a speech request and derives its id: the first 128 bits of SHA-256 over a
+/// length-prefixed encoding of the resolved voice and the text, after a tag starting with NUL
+/// (which no URL contains, so speech ids and URL ids never collide). Returns the id and the
+/// resolved voice.
+fn speech_key(
+    text: &str,
+    voice: Option<&str>,
+    language: Option<&str>,
+) -> Result<(String, String), CacheError> {
+    speech::validate_text(text).map_err(CacheError::Speech)?;
+    let voice = speech::resolve_voice(voice, language).map_err(CacheError::Speech)?;
+    let mut hasher = Sha256::new();
+    hasher.update(b"\0say/1\0");
+    for part in [voice.as_bytes(), text.as_bytes()] {
+        hasher.update((part.len() as u64).to_be_bytes());
+        hasher.update(part);
+    }
+    Ok((hex::encode(&hasher.finalize()[..16]), voice))
 }
 
 /// A strong ETag (RFC 9110 §8.8.3): the first 128 bits of SHA-256 over the bytes served.

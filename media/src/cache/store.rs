@@ -41,8 +41,12 @@ pub(crate) struct OriginHeaders {
 /// One stored entry, as kept in memory and in the index.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Record {
-    /// The normalised URL the entry was fetched from.
+    /// The normalised URL the entry was fetched from (empty for synthesized speech).
     pub url: String,
+    /// Synthesized speech: deterministic, so it never expires (but is evicted like any entry).
+    /// Absent in indexes written before speech existed.
+    #[serde(default)]
+    pub synthesized: bool,
     /// Size of `<id>.ulaw` in bytes.
     pub size: u64,
     /// Playing time of the processed audio.
