@@ -184,6 +184,30 @@ pub struct Media {
     pub ptime: Option<u32>,
     /// A media-level direction attribute.
     pub direction: Option<Direction>,
+    /// `a=rtcp` (RFC 3605): where the stream's RTCP goes when not to RTP port + 1.
+    pub rtcp: Option<RtcpAttribute>,
+}
+
+/// An `a=rtcp` attribute (RFC 3605 §2.1): `a=rtcp:<port> [IN IP4|IP6 <address>]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RtcpAttribute {
+    /// The RTCP port.
+    pub port: u16,
+    /// The RTCP address, when it differs from the stream's connection address.
+    pub address: Option<IpAddr>,
+}
+
+impl Media {
+    /// Where this stream's RTCP goes, given the stream's RTP address: `a=rtcp` if present,
+    /// else RFC 3550 §11's RTP port + 1 on the same address.
+    pub fn rtcp_address(&self, rtp: SocketAddr) -> SocketAddr {
+        match self.rtcp {
+            Some(attribute) => {
+                SocketAddr::new(attribute.address.unwrap_or(rtp.ip()), attribute.port)
+            }
+            None => SocketAddr::new(rtp.ip(), rtp.port().wrapping_add(1)),
+        }
+    }
 }
 
 /// A session description.
@@ -212,6 +236,9 @@ pub struct Negotiated {
     pub telephone_event: Option<PayloadType>,
     /// Where the peer wants to receive RTP.
     pub remote: SocketAddr,
+    /// Where the peer wants to receive RTCP: its `a=rtcp` (RFC 3605), else RTP port + 1
+    /// (RFC 3550 §11).
+    pub remote_rtcp: SocketAddr,
     /// Our direction.
     pub direction: Direction,
     /// The peer's `a=ptime`, if given, in milliseconds.
@@ -303,6 +330,7 @@ pub fn answer(offer: &Session, local: SocketAddr, supported: &[Codec]) -> Result
                     fmtps: Vec::new(),
                     ptime: None,
                     direction: None,
+                    rtcp: None,
                 }
             }
         })
@@ -326,6 +354,7 @@ pub fn answer(offer: &Session, local: SocketAddr, supported: &[Codec]) -> Result
             payload_type,
             telephone_event,
             remote: SocketAddr::new(remote_ip, offered.port),
+            remote_rtcp: offered.rtcp_address(SocketAddr::new(remote_ip, offered.port)),
             direction,
             ptime: offered.ptime,
         },
@@ -372,6 +401,7 @@ pub fn accept_answer(
         payload_type,
         telephone_event: answered.telephone_event(),
         remote: SocketAddr::new(remote_ip, answered.port),
+        remote_rtcp: answered.rtcp_address(SocketAddr::new(remote_ip, answered.port)),
         direction,
         ptime: answered.ptime,
     })
@@ -551,6 +581,13 @@ impl fmt::Display for Session {
             if let Some(direction) = media.direction {
                 write!(out, "a={}\r\n", direction.attribute())?;
             }
+            if let Some(rtcp) = media.rtcp {
+                write!(out, "a=rtcp:{}", rtcp.port)?;
+                if let Some(address) = rtcp.address {
+                    write!(out, " IN {} {}", address_type(address), address)?;
+                }
+                write!(out, "\r\n")?;
+            }
         }
         Ok(())
     }
@@ -578,6 +615,7 @@ fn audio_media(
         fmtps: Vec::new(),
         ptime: Some(PTIME_MILLISECONDS),
         direction: Some(direction),
+        rtcp: None,
     };
     for (codec, payload_type) in codecs {
         media.formats.push(payload_type.0.to_string());
@@ -693,12 +731,30 @@ fn parse_media(value: &str, line: usize) -> Result<Media, SdpError> {
         fmtps: Vec::new(),
         ptime: None,
         direction: None,
+        rtcp: None,
     })
+}
+
+fn parse_rtcp_attribute(argument: &str) -> Option<RtcpAttribute> {
+    let mut fields = argument.split_ascii_whitespace();
+    let port = fields.next()?.parse::<u16>().ok()?;
+    let address = match (fields.next(), fields.next(), fields.next(), fields.next()) {
+        (None, ..) => None,
+        (Some("IN"), Some(_), Some(address), None) => Some(address.parse::<IpAddr>().ok()?),
+        _ => return None,
+    };
+    Some(RtcpAttribute { port, address })
 }
 
 fn parse_media_attribute(media: &mut Media, value: &str, line: usize) -> Result<(), SdpError> {
     let (name, argument) = value.split_once(':').unwrap_or((value, ""));
     match name {
+        "rtcp" => {
+            // RFC 3605 §2.1: a=rtcp:<port> [<nettype> <addrtype> <connection-address>]. A
+            // malformed one is ignored like an unknown attribute (RFC 4566 §5.13), leaving
+            // RTCP at RTP port + 1, rather than failing the whole offer.
+            media.rtcp = parse_rtcp_attribute(argument);
+        }
         "rtpmap" => {
             // RFC 4566 §6: a=rtpmap:<payload type> <encoding name>/<clock rate>[/<params>].
             let bad = SdpError::BadField {

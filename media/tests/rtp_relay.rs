@@ -82,6 +82,7 @@ fn leg(socket: &Arc<UdpSocket>, remote: SocketAddr, format: LegFormat, latching:
         remote,
         format,
         latching,
+        rtcp: None,
     }
 }
 
@@ -240,6 +241,7 @@ async fn without_a_first_source_in_the_window_latching_falls_back_to_the_signall
         leg(&call.relay_b, address(&call.phone_b), PCMU_LEG, false),
         RelayConfig {
             latch_window: Duration::from_millis(50),
+            ..RelayConfig::default()
         },
     );
     tokio::time::sleep(Duration::from_millis(150)).await;

@@ -287,3 +287,42 @@ a=recvonly\r\n";
         Err(SdpError::AudioRejected)
     );
 }
+
+#[test]
+fn rtcp_goes_to_the_a_rtcp_port_and_address_else_to_rtp_port_plus_one() {
+    let local: SocketAddr = "10.0.0.1:30000".parse().unwrap();
+    let offer = |extra: &str| {
+        let body = format!(
+            "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n\
+             m=audio 4000 RTP/AVP 0\r\n{extra}"
+        );
+        Session::parse(body.as_bytes()).unwrap()
+    };
+    let plain = sdp::answer(&offer(""), local, &[Codec::Pcmu]).unwrap();
+    assert_eq!(
+        plain.negotiated.remote_rtcp,
+        "192.0.2.1:4001".parse().unwrap()
+    );
+    let port_only = offer("a=rtcp:5005\r\n");
+    let answer = sdp::answer(&port_only, local, &[Codec::Pcmu]).unwrap();
+    assert_eq!(
+        answer.negotiated.remote_rtcp,
+        "192.0.2.1:5005".parse().unwrap()
+    );
+    let with_address = offer("a=rtcp:5007 IN IP4 198.51.100.7\r\n");
+    let answer = sdp::answer(&with_address, local, &[Codec::Pcmu]).unwrap();
+    assert_eq!(
+        answer.negotiated.remote_rtcp,
+        "198.51.100.7:5007".parse().unwrap()
+    );
+    // The attribute survives serialization, and a malformed one is ignored.
+    let again = Session::parse(with_address.to_string().as_bytes()).unwrap();
+    assert_eq!(again, with_address);
+    let malformed = offer("a=rtcp:notaport\r\n");
+    assert_eq!(malformed.media[0].rtcp, None);
+    let answer = sdp::answer(&malformed, local, &[Codec::Pcmu]).unwrap();
+    assert_eq!(
+        answer.negotiated.remote_rtcp,
+        "192.0.2.1:4001".parse().unwrap()
+    );
+}

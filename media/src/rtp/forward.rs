@@ -123,6 +123,11 @@ impl Forwarder {
         self.source.as_ref()
     }
 
+    /// The same, mutable: an RTCP report takes the source's loss interval (RFC 3550 A.3).
+    pub fn incoming_source_mut(&mut self) -> Option<&mut SourceState> {
+        self.source.as_mut()
+    }
+
     /// The outgoing stream's sender (SSRC, counts).
     pub fn sender(&self) -> &Sender {
         &self.sender

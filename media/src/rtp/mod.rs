@@ -2,11 +2,13 @@
 //! statistics, send-side stamping, symmetric-RTP latching, and the two tokio shells that move
 //! packets: the [`relay`] between two call legs and the paced prompt [`player`].
 //!
-//! Invariant: [`packet`], [`source`], [`sender`], [`latch`], [`forward`] and [`rtcp`] are
-//! sans-IO: they take bytes and `now: Instant` and return bytes and verdicts. Only [`relay`]
+//! Invariant: [`packet`], [`source`], [`sender`], [`latch`], [`forward`], [`rtcp`] and
+//! [`control`] are sans-IO: they take bytes and `now: Instant` and return bytes and
+//! verdicts. Only [`relay`]
 //! and [`player`] own sockets and timers, and they are thin loops around those cores. SDP is
 //! in [`crate::sdp`], the port pool in [`crate::ports`], DTMF events in [`crate::dtmf`].
 
+pub mod control;
 pub mod forward;
 pub mod latch;
 pub mod packet;

@@ -2,9 +2,8 @@
 //! and the SDES CNAME every compound packet carries (§6.1): building, and parsing of SR/RR
 //! out of a compound packet (other packet types are skipped).
 //!
-//! Sans-IO: the caller supplies the wall-clock NTP timestamp and decides when to send (§6.2's
-//! interval computation is not implemented; a fixed 5 s interval, the §6.2 minimum, suits
-//! two-party calls).
+//! Sans-IO: the caller supplies the wall-clock NTP timestamp and decides when to send; the
+//! schedule and the per-leg state are in [`super::control`].
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
