@@ -41,8 +41,7 @@ pub async fn serve(config: AppConfig) -> anyhow::Result<()> {
             config.media.cache_dir.display()
         )
     })?;
-    let http_listener = tokio::net::TcpListener::bind(config.http.listen)
-        .await
+    let http_listener = bind_http(config.http.listen)
         .with_context(|| format!("binding the HTTP listener {}", config.http.listen))?;
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -111,4 +110,19 @@ pub async fn serve(config: AppConfig) -> anyhow::Result<()> {
         _ => {}
     }
     Ok(())
+}
+
+/// Pending connections the HTTP listener queues: bursts of clients (reconnect storms after a
+/// restart) must not be dropped by the kernel's default of 128.
+const HTTP_BACKLOG: u32 = 4096;
+
+fn bind_http(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(HTTP_BACKLOG)
 }

@@ -112,13 +112,15 @@ pub struct DeviceSender {
 }
 
 struct Queue {
-    events: mpsc::Sender<ToDevice>,
+    // Boxed: the channel reserves its slots up front per connection, and an idle device must be
+    // cheap (a 128-byte slot × 32 was 4 KiB of every connection; a box is 8 bytes).
+    events: mpsc::Sender<Box<ToDevice>>,
     overflow: Arc<Overflow>,
 }
 
 /// The receiving side of a device's queue, owned by its connection.
 pub struct DeviceReceiver {
-    events: mpsc::Receiver<ToDevice>,
+    events: mpsc::Receiver<Box<ToDevice>>,
     overflow: Arc<Overflow>,
 }
 
@@ -197,7 +199,7 @@ impl Serialize for DeviceId {
 impl DeviceSender {
     /// Queues `event` without waiting. On [`SendError::Full`] the receiver is told it overflowed.
     pub fn try_send(&self, event: ToDevice) -> Result<(), SendError> {
-        match self.queue.events.try_send(event) {
+        match self.queue.events.try_send(Box::new(event)) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full(_)) => {
                 self.queue.overflow.raise();
@@ -230,12 +232,12 @@ impl fmt::Debug for DeviceSender {
 impl DeviceReceiver {
     /// The next event; `None` once every sender is dropped.
     pub async fn recv(&mut self) -> Option<ToDevice> {
-        self.events.recv().await
+        self.events.recv().await.map(|event| *event)
     }
 
     /// The next event if one is queued.
     pub fn try_recv(&mut self) -> Option<ToDevice> {
-        self.events.try_recv().ok()
+        self.events.try_recv().ok().map(|event| *event)
     }
 
     /// Completes once an event was dropped because the queue was full (at once if that already
