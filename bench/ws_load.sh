@@ -2,7 +2,7 @@
 # Idle WebSocket load against the release binary: N authenticated, registered connections to the
 # gateway (GET /v1/ws) on 127.0.0.1, opened with bench/ws-load. Usage: bench/ws_load.sh [N] [C]
 #   N : connections (default 50000)
-#   C : connections being set up at once (default 128: see "Accept queue" below)
+#   C : connections being set up at once (default 128)
 # Environment: HOLD (seconds held idle once all are ready, default 45: past the gateway's
 #   dead_after of 30 s, so connections survive only by answering its pings),
 #   PORT (HTTP listener, default 18080), SIP_PORT (default 15070).
@@ -18,8 +18,8 @@
 # - Source ports: connections come from 127.0.1.1, 127.0.1.2, ... (N / 80 addresses, under the
 #   gateway's 100 per address), each binding ports from 20000 upwards, below
 #   net.ipv4.ip_local_port_range, so the ephemeral range (28k ports by default) does not bound N.
-# - Accept queue: Tandem's HTTP listener has a backlog of 128 (`ss -ltn`: Send-Q), under
-#   net.core.somaxconn. With C above ~128 the queue overflows and those clients resend their SYN
+# - Accept queue: Tandem's HTTP listener asks for a backlog of 4096 (`ss -ltn`: Send-Q), capped
+#   by net.core.somaxconn. If C exceeds it the queue overflows and those clients resend their SYN
 #   after 1 s, which shows as listen_overflows / syn_retransmits and a p99 latency of ~1 s.
 set -euo pipefail
 cd "$(dirname "$0")/.."
