@@ -5,13 +5,14 @@
 //!
 //! This version holds the application directory: which application answers which dialled
 //! number ([`Directory`], built from [`Config`]), and [`calls`] resolves incoming SIP calls
-//! against it.
+//! against it. [`twiml`] parses the call instructions (TwiML) an application returns.
 
 #![forbid(unsafe_code)]
 
 pub mod calls;
 pub mod config;
 pub mod directory;
+pub mod twiml;
 
 pub use config::Config;
 pub use directory::{Directory, Resolution};

@@ -1,0 +1,252 @@
+//! `<Dial>`: connect the caller to other parties, ringing them all at once; the first to
+//! answer is bridged.
+//!
+//! Attributes, with Twilio's defaults: `action` (none: continue with the next verb), `method`
+//! (POST), `timeout` (30 s), `callerId` (none: the caller's own), `timeLimit` (14400 s = 4 h),
+//! `answerOnBridge` (false). Nouns: `<Client>` (identity as text, or Twilio's newer
+//! `<Identity>` child), `<Sip>` (a SIP URI), `<Number>` (a phone number), or a bare number as
+//! the text of `<Dial>` itself; at most [`Dial::MAX_NOUNS`].
+
+use std::time::Duration;
+
+use super::element::Element;
+use super::types::{
+    bad_attribute, method_attribute, seconds_attribute, url_attribute, HttpMethod, Url,
+};
+use super::{TwimlError, Warning};
+
+/// Ring `targets` and bridge the first to answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dial {
+    /// Where to report the outcome (`DialCallStatus`, ...); `None` continues with the next verb.
+    pub action: Option<Url>,
+    /// How to request `action`.
+    pub method: HttpMethod,
+    /// How long to ring before giving up with `no-answer`.
+    pub timeout: Duration,
+    /// The caller ID presented to the dialled parties; `None` keeps the caller's.
+    pub caller_id: Option<String>,
+    /// The longest the bridged call may last.
+    pub time_limit: Duration,
+    /// Whether the inbound call stays unanswered (relaying ringing) until a target answers.
+    pub answer_on_bridge: bool,
+    /// Who to ring, in document order; never empty.
+    pub targets: Vec<Target>,
+}
+
+/// A party `<Dial>` rings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A client identity (its registered devices).
+    Client(String),
+    /// A SIP URI, kept as written (`sip:` or `sips:`).
+    Sip(String),
+    /// A phone number: an optional `+` and digits, separators removed.
+    Number(String),
+}
+
+impl Dial {
+    /// At most this many nouns per `<Dial>`.
+    pub const MAX_NOUNS: usize = 10;
+    /// Twilio's default `timeout`, in seconds.
+    pub const DEFAULT_TIMEOUT_SECONDS: u32 = 30;
+    /// The longest `timeout` accepted, in seconds (Twilio's maximum).
+    pub const MAX_TIMEOUT_SECONDS: u32 = 600;
+    /// Twilio's default `timeLimit`, in seconds (4 hours).
+    pub const DEFAULT_TIME_LIMIT_SECONDS: u32 = 14_400;
+    /// The longest `timeLimit` accepted, in seconds (Twilio's maximum, 24 hours).
+    pub const MAX_TIME_LIMIT_SECONDS: u32 = 86_400;
+
+    /// Parses a `<Dial>` element.
+    pub(crate) fn from_element(
+        element: &Element,
+        warnings: &mut Vec<Warning>,
+    ) -> Result<Self, TwimlError> {
+        element.warn_unknown_attributes(
+            &[
+                "action",
+                "method",
+                "timeout",
+                "callerId",
+                "timeLimit",
+                "answerOnBridge",
+            ],
+            warnings,
+        );
+        if element.children.len() > Self::MAX_NOUNS {
+            return Err(TwimlError::TooManyNouns {
+                limit: Self::MAX_NOUNS,
+            });
+        }
+        let bare = element.trimmed_text();
+        let targets = if element.children.is_empty() {
+            if bare.is_empty() {
+                return Err(TwimlError::MissingText {
+                    element: element.name.clone(),
+                });
+            }
+            vec![Target::Number(phone_number(element, bare)?)]
+        } else {
+            // Mixing a bare number with nouns is ambiguous; Twilio documents one or the other.
+            element.expect_no_text()?;
+            element
+                .children
+                .iter()
+                .map(|child| noun(element, child, warnings))
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        let caller_id = match element.attribute("callerId") {
+            None => None,
+            Some(value) => {
+                let trimmed = value.trim();
+                if trimmed.is_empty()
+                    || trimmed.len() > 256
+                    || trimmed.chars().any(|c| c.is_control())
+                {
+                    return Err(bad_attribute(element, "callerId", value));
+                }
+                Some(trimmed.to_owned())
+            }
+        };
+        let answer_on_bridge = match element.attribute("answerOnBridge") {
+            None => false,
+            Some(value) => match value.trim() {
+                "true" => true,
+                "false" => false,
+                _ => return Err(bad_attribute(element, "answerOnBridge", value)),
+            },
+        };
+        Ok(Dial {
+            action: url_attribute(element, "action")?,
+            method: method_attribute(element, "method")?,
+            timeout: seconds_attribute(
+                element,
+                "timeout",
+                1..=Self::MAX_TIMEOUT_SECONDS,
+                Self::DEFAULT_TIMEOUT_SECONDS,
+            )?,
+            caller_id,
+            time_limit: seconds_attribute(
+                element,
+                "timeLimit",
+                1..=Self::MAX_TIME_LIMIT_SECONDS,
+                Self::DEFAULT_TIME_LIMIT_SECONDS,
+            )?,
+            answer_on_bridge,
+            targets,
+        })
+    }
+}
+
+fn noun(
+    dial: &Element,
+    child: &Element,
+    warnings: &mut Vec<Warning>,
+) -> Result<Target, TwimlError> {
+    // Noun attributes (statusCallback, sendDigits, username, ...) are outside the contract.
+    child.warn_unknown_attributes(&[], warnings);
+    match child.name.as_str() {
+        "Client" => client_identity(child).map(Target::Client),
+        "Sip" => {
+            child.expect_no_children()?;
+            let uri = required_text(child)?;
+            let lower = uri.get(..5).map(str::to_ascii_lowercase);
+            let has_scheme = lower
+                .as_deref()
+                .is_some_and(|prefix| prefix.starts_with("sip:") || prefix == "sips:");
+            if !has_scheme || uri.len() > 1024 || uri.chars().any(|c| c.is_whitespace()) {
+                return Err(bad_text(child, uri));
+            }
+            Ok(Target::Sip(uri.to_owned()))
+        }
+        "Number" => {
+            child.expect_no_children()?;
+            let text = required_text(child)?;
+            phone_number(child, text).map(Target::Number)
+        }
+        _ => Err(TwimlError::UnexpectedChild {
+            parent: dial.name.clone(),
+            child: child.name.clone(),
+        }),
+    }
+}
+
+/// `<Client>alice</Client>` or `<Client><Identity>alice</Identity></Client>`.
+fn client_identity(client: &Element) -> Result<String, TwimlError> {
+    let identity = match client.children.as_slice() {
+        [] => required_text(client)?,
+        [identity] if identity.name == "Identity" => {
+            client.expect_no_text()?;
+            identity.expect_no_children()?;
+            required_text(identity)?
+        }
+        [.., other] => {
+            return Err(TwimlError::UnexpectedChild {
+                parent: client.name.clone(),
+                child: other.name.clone(),
+            })
+        }
+    };
+    if identity.len() > 256
+        || identity
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(bad_text(client, identity));
+    }
+    Ok(identity.to_owned())
+}
+
+/// A phone number: an optional leading `+` and 1–20 digits; the visual separators space, `-`,
+/// `.`, `(` and `)` are removed.
+fn phone_number(element: &Element, text: &str) -> Result<String, TwimlError> {
+    let normalized: String = text
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')'))
+        .collect();
+    let digits = normalized.strip_prefix('+').unwrap_or(&normalized);
+    if digits.is_empty() || digits.len() > 20 || !digits.chars().all(|c| c.is_ascii_digit()) {
+        return Err(bad_text(element, text));
+    }
+    Ok(normalized)
+}
+
+fn required_text(element: &Element) -> Result<&str, TwimlError> {
+    let text = element.trimmed_text();
+    if text.is_empty() {
+        Err(TwimlError::MissingText {
+            element: element.name.clone(),
+        })
+    } else {
+        Ok(text)
+    }
+}
+
+fn bad_text(element: &Element, value: &str) -> TwimlError {
+    TwimlError::BadText {
+        element: element.name.clone(),
+        value: value.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn number(text: &str) -> Result<String, TwimlError> {
+        phone_number(&Element::default(), text)
+    }
+
+    #[test]
+    fn phone_numbers_are_normalized_and_checked() {
+        assert_eq!(
+            number("+1 (415) 555-0100").ok().as_deref(),
+            Some("+14155550100")
+        );
+        assert_eq!(number("911").ok().as_deref(), Some("911"));
+        assert!(number("+").is_err());
+        assert!(number("++1").is_err());
+        assert!(number("12a").is_err());
+        assert!(number(&"1".repeat(21)).is_err());
+    }
+}

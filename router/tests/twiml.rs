@@ -1,0 +1,593 @@
+//! TwiML parser tests: every verb with defaults and with every attribute set, Twilio
+//! documentation-style examples, each error kind, and the bounds that protect the parser.
+
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use router::twiml::{
+    self, Dial, Gather, Hangup, HttpMethod, Loop, Pause, Prompt, Redirect, Reject, RejectReason,
+    Response, Say, Target, TwimlError, Verb, Warning,
+};
+
+fn parse_ok(xml: &str) -> Response {
+    match twiml::parse(xml.as_bytes()) {
+        Ok(response) => response,
+        Err(error) => panic!("expected {xml:?} to parse, got {error}"),
+    }
+}
+
+fn only_verb(xml: &str) -> Verb {
+    let response = parse_ok(xml);
+    match <[Verb; 1]>::try_from(response.verbs) {
+        Ok([verb]) => verb,
+        Err(verbs) => panic!("expected exactly one verb, got {verbs:?}"),
+    }
+}
+
+fn parse_err(xml: &str) -> TwimlError {
+    match twiml::parse(xml.as_bytes()) {
+        Ok(response) => panic!("expected {xml:?} to fail, got {response:?}"),
+        Err(error) => error,
+    }
+}
+
+#[test]
+fn say_defaults_and_all_attributes() {
+    let Verb::Say(say) = only_verb("<Response><Say>Hello world</Say></Response>") else {
+        panic!("not a Say");
+    };
+    assert_eq!(say.voice, "man");
+    assert_eq!(say.language, "en-US");
+    assert_eq!(say.loop_count, Loop::ONCE);
+    assert_eq!(say.text, "Hello world");
+
+    let Verb::Say(say) = only_verb(
+        r#"<Response><Say voice="Polly.Joanna" language="fr-FR" loop="3">
+             Bonjour
+           </Say></Response>"#,
+    ) else {
+        panic!("not a Say");
+    };
+    assert_eq!(
+        say,
+        Say {
+            voice: "Polly.Joanna".into(),
+            language: "fr-FR".into(),
+            loop_count: only_loop(3),
+            text: "Bonjour".into(),
+        }
+    );
+}
+
+fn only_loop(count: u32) -> Loop {
+    let Verb::Play(play) = only_verb(&format!(
+        r#"<Response><Play loop="{count}">a.wav</Play></Response>"#
+    )) else {
+        panic!("not a Play");
+    };
+    assert_eq!(play.loop_count.count(), count);
+    play.loop_count
+}
+
+#[test]
+fn play_defaults_loop_forever_and_relative_url() {
+    let Verb::Play(play) =
+        only_verb("<Response><Play>https://api.example.com/cowbell.mp3</Play></Response>")
+    else {
+        panic!("not a Play");
+    };
+    assert_eq!(play.loop_count, Loop::ONCE);
+    assert_eq!(play.url.as_str(), "https://api.example.com/cowbell.mp3");
+    assert!(!play.url.is_relative());
+
+    let Verb::Play(play) =
+        only_verb(r#"<Response><Play loop="0">/prompts/hold.wav</Play></Response>"#)
+    else {
+        panic!("not a Play");
+    };
+    assert!(play.loop_count.is_forever());
+    assert!(play.url.is_relative());
+    assert_eq!(play.url.as_str(), "/prompts/hold.wav");
+}
+
+#[test]
+fn pause_default_and_length() {
+    assert_eq!(
+        only_verb("<Response><Pause/></Response>"),
+        Verb::Pause(Pause {
+            length: Duration::from_secs(1)
+        })
+    );
+    assert_eq!(
+        only_verb(r#"<Response><Pause length="10"></Pause></Response>"#),
+        Verb::Pause(Pause {
+            length: Duration::from_secs(10)
+        })
+    );
+}
+
+#[test]
+fn gather_defaults() {
+    let Verb::Gather(gather) = only_verb("<Response><Gather/></Response>") else {
+        panic!("not a Gather");
+    };
+    assert_eq!(
+        gather,
+        Gather {
+            num_digits: None,
+            finish_on_key: Some('#'),
+            timeout: Duration::from_secs(5),
+            action: None,
+            method: HttpMethod::Post,
+            prompts: vec![],
+        }
+    );
+}
+
+#[test]
+fn gather_every_attribute_and_nested_prompts() {
+    // Twilio documentation style: a Gather with an action and a nested Say.
+    let response = parse_ok(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+        <Response>
+            <Gather input="dtmf" numDigits="4" finishOnKey="*" timeout="10"
+                    action="/process_gather.php" method="GET">
+                <Say>Please enter your account number, followed by the star key.</Say>
+                <Play loop="2">https://example.com/beep.wav</Play>
+                <Pause length="2"/>
+            </Gather>
+            <Say>We didn't receive any input. Goodbye!</Say>
+        </Response>"#,
+    );
+    let [Verb::Gather(gather), Verb::Say(goodbye)] = response.verbs.as_slice() else {
+        panic!("{response:?}");
+    };
+    assert_eq!(goodbye.text, "We didn't receive any input. Goodbye!");
+    assert_eq!(gather.num_digits, NonZeroU32::new(4));
+    assert_eq!(gather.finish_on_key, Some('*'));
+    assert_eq!(gather.timeout, Duration::from_secs(10));
+    assert_eq!(
+        gather.action.as_ref().map(|url| url.as_str()),
+        Some("/process_gather.php")
+    );
+    assert_eq!(gather.method, HttpMethod::Get);
+    assert_eq!(gather.prompts.len(), 3);
+    assert!(matches!(&gather.prompts[0], Prompt::Say(say) if say.text.starts_with("Please enter")));
+    assert!(matches!(&gather.prompts[1], Prompt::Play(play) if play.loop_count.count() == 2));
+    assert!(
+        matches!(&gather.prompts[2], Prompt::Pause(pause) if pause.length == Duration::from_secs(2))
+    );
+}
+
+#[test]
+fn gather_empty_finish_on_key_disables_it() {
+    let Verb::Gather(gather) = only_verb(r#"<Response><Gather finishOnKey=""/></Response>"#) else {
+        panic!("not a Gather");
+    };
+    assert_eq!(gather.finish_on_key, None);
+}
+
+#[test]
+fn gather_refuses_speech_input_and_other_nested_verbs() {
+    assert!(matches!(
+        parse_err(r#"<Response><Gather input="speech"/></Response>"#),
+        TwimlError::UnsupportedGatherInput { value } if value == "speech"
+    ));
+    assert!(matches!(
+        parse_err(r#"<Response><Gather input="dtmf speech"/></Response>"#),
+        TwimlError::UnsupportedGatherInput { .. }
+    ));
+    assert!(matches!(
+        parse_err("<Response><Gather><Dial>123</Dial></Gather></Response>"),
+        TwimlError::UnexpectedChild { parent, child } if parent == "Gather" && child == "Dial"
+    ));
+    for (attribute, value) in [
+        ("numDigits", "0"),
+        ("numDigits", "x"),
+        ("finishOnKey", "##"),
+        ("finishOnKey", "a"),
+        ("timeout", "0"),
+        ("timeout", "-1"),
+        ("method", "PUT"),
+        ("action", "ftp://example.com/x"),
+    ] {
+        let error = parse_err(&format!(
+            r#"<Response><Gather {attribute}="{value}"/></Response>"#
+        ));
+        assert!(
+            matches!(&error, TwimlError::BadAttribute { verb, attribute: a, value: v }
+                if verb == "Gather" && a == attribute && v == value),
+            "{attribute}={value}: {error}"
+        );
+    }
+}
+
+#[test]
+fn dial_defaults_with_bare_number() {
+    let Verb::Dial(dial) = only_verb("<Response><Dial>415-123-4567</Dial></Response>") else {
+        panic!("not a Dial");
+    };
+    assert_eq!(
+        dial,
+        Dial {
+            action: None,
+            method: HttpMethod::Post,
+            timeout: Duration::from_secs(30),
+            caller_id: None,
+            time_limit: Duration::from_secs(14_400),
+            answer_on_bridge: false,
+            targets: vec![Target::Number("4151234567".into())],
+        }
+    );
+}
+
+#[test]
+fn dial_two_clients_answer_on_bridge_and_every_attribute() {
+    let Verb::Dial(dial) = only_verb(
+        r#"<Response>
+             <Dial action="https://example.com/dial-done" method="GET" timeout="20"
+                   callerId="+15551234567" timeLimit="600" answerOnBridge="true">
+               <Client>alice</Client>
+               <Client><Identity>bob</Identity></Client>
+             </Dial>
+           </Response>"#,
+    ) else {
+        panic!("not a Dial");
+    };
+    assert_eq!(
+        dial.action.as_ref().map(|url| url.as_str()),
+        Some("https://example.com/dial-done")
+    );
+    assert_eq!(dial.method, HttpMethod::Get);
+    assert_eq!(dial.timeout, Duration::from_secs(20));
+    assert_eq!(dial.caller_id.as_deref(), Some("+15551234567"));
+    assert_eq!(dial.time_limit, Duration::from_secs(600));
+    assert!(dial.answer_on_bridge);
+    assert_eq!(
+        dial.targets,
+        vec![Target::Client("alice".into()), Target::Client("bob".into())]
+    );
+}
+
+#[test]
+fn dial_sip_and_number_nouns() {
+    let Verb::Dial(dial) = only_verb(
+        "<Response><Dial><Sip>sip:alice@example.com;transport=tcp</Sip>\
+         <Number>+44 20 7946 0000</Number><Sip>SIPS:bob@example.com</Sip></Dial></Response>",
+    ) else {
+        panic!("not a Dial");
+    };
+    assert_eq!(
+        dial.targets,
+        vec![
+            Target::Sip("sip:alice@example.com;transport=tcp".into()),
+            Target::Number("+442079460000".into()),
+            Target::Sip("SIPS:bob@example.com".into()),
+        ]
+    );
+}
+
+#[test]
+fn dial_errors() {
+    assert!(matches!(
+        parse_err("<Response><Dial/></Response>"),
+        TwimlError::MissingText { element } if element == "Dial"
+    ));
+    assert!(matches!(
+        parse_err("<Response><Dial>call me</Dial></Response>"),
+        TwimlError::BadText { element, value } if element == "Dial" && value == "call me"
+    ));
+    assert!(matches!(
+        parse_err("<Response><Dial><Sip>http://x</Sip></Dial></Response>"),
+        TwimlError::BadText { element, .. } if element == "Sip"
+    ));
+    assert!(matches!(
+        parse_err("<Response><Dial><Client>  </Client></Dial></Response>"),
+        TwimlError::MissingText { element } if element == "Client"
+    ));
+    assert!(matches!(
+        parse_err("<Response><Dial><Client>a b</Client></Dial></Response>"),
+        TwimlError::BadText { element, .. } if element == "Client"
+    ));
+    assert!(matches!(
+        parse_err("<Response><Dial><Queue>support</Queue></Dial></Response>"),
+        TwimlError::UnexpectedChild { parent, child } if parent == "Dial" && child == "Queue"
+    ));
+    assert!(matches!(
+        parse_err("<Response><Dial>123<Client>alice</Client></Dial></Response>"),
+        TwimlError::UnexpectedText { element } if element == "Dial"
+    ));
+    let eleven = "<Client>a</Client>".repeat(11);
+    assert!(matches!(
+        parse_err(&format!("<Response><Dial>{eleven}</Dial></Response>")),
+        TwimlError::TooManyNouns { limit: 10 }
+    ));
+    let ten = "<Client>a</Client>".repeat(10);
+    assert!(matches!(
+        only_verb(&format!("<Response><Dial>{ten}</Dial></Response>")),
+        Verb::Dial(dial) if dial.targets.len() == 10
+    ));
+    for (attribute, value) in [
+        ("timeout", "601"),
+        ("timeLimit", "0"),
+        ("answerOnBridge", "yes"),
+        ("callerId", ""),
+        ("method", "get-ish"),
+    ] {
+        let error = parse_err(&format!(
+            r#"<Response><Dial {attribute}="{value}">123</Dial></Response>"#
+        ));
+        assert!(
+            matches!(&error, TwimlError::BadAttribute { verb, attribute: a, .. }
+                if verb == "Dial" && a == attribute),
+            "{attribute}={value}: {error}"
+        );
+    }
+}
+
+#[test]
+fn redirect_hangup_reject() {
+    assert_eq!(
+        parse_ok(
+            r#"<Response><Redirect>../next</Redirect><Redirect method="GET">http://e.com/x</Redirect>
+               <Hangup/><Reject/><Reject reason="busy"></Reject></Response>"#
+        )
+        .verbs
+        .iter()
+        .map(|verb| match verb {
+            Verb::Redirect(Redirect { method, url }) => format!("redirect {method:?} {url}"),
+            Verb::Hangup(Hangup) => "hangup".to_owned(),
+            Verb::Reject(Reject { reason }) => format!("reject {reason:?}"),
+            other => format!("{other:?}"),
+        })
+        .collect::<Vec<_>>(),
+        [
+            "redirect Post ../next",
+            "redirect Get http://e.com/x",
+            "hangup",
+            "reject Rejected",
+            "reject Busy",
+        ]
+    );
+    assert!(matches!(
+        parse_err(r#"<Response><Reject reason="later"/></Response>"#),
+        TwimlError::BadAttribute { verb, attribute, value }
+            if verb == "Reject" && attribute == "reason" && value == "later"
+    ));
+    assert!(matches!(
+        parse_err("<Response><Redirect/></Response>"),
+        TwimlError::MissingText { element } if element == "Redirect"
+    ));
+    assert!(matches!(
+        parse_err("<Response><Hangup>now</Hangup></Response>"),
+        TwimlError::UnexpectedText { element } if element == "Hangup"
+    ));
+    assert_eq!(RejectReason::default(), RejectReason::Rejected);
+}
+
+#[test]
+fn unknown_attributes_are_ignored_with_warnings() {
+    let response = parse_ok(
+        r#"<Response lang="x"><Play digits="wwww3">a.wav</Play>
+           <Dial record="true"><Number sendDigits="1">123</Number></Dial></Response>"#,
+    );
+    assert_eq!(response.verbs.len(), 2);
+    assert_eq!(
+        response.warnings,
+        [
+            ("Response", "lang"),
+            ("Play", "digits"),
+            ("Dial", "record"),
+            ("Number", "sendDigits")
+        ]
+        .map(|(element, attribute)| Warning::UnknownAttribute {
+            element: element.into(),
+            attribute: attribute.into(),
+        })
+    );
+    assert_eq!(
+        response.warnings[1].to_string(),
+        "ignored unknown attribute digits on <Play>"
+    );
+}
+
+#[test]
+fn structural_errors() {
+    assert!(matches!(
+        parse_err("<Response><Speak>hi</Speak></Response>"),
+        TwimlError::UnknownVerb { name } if name == "Speak"
+    ));
+    // Names are case-sensitive, as in Twilio.
+    assert!(matches!(
+        parse_err("<Response><say>hi</say></Response>"),
+        TwimlError::UnknownVerb { name } if name == "say"
+    ));
+    assert!(matches!(
+        parse_err("<Document><Say>hi</Say></Document>"),
+        TwimlError::BadRoot { name } if name == "Document"
+    ));
+    assert!(matches!(parse_err(""), TwimlError::Empty));
+    assert!(matches!(
+        parse_err("  <!-- nothing -->  "),
+        TwimlError::Empty
+    ));
+    assert!(matches!(
+        parse_err("<Response><Say>hi</Response>"),
+        TwimlError::Malformed { .. }
+    ));
+    assert!(matches!(
+        parse_err("<Response><Say>hi</Say>"),
+        TwimlError::Unclosed { name } if name == "Response"
+    ));
+    assert!(matches!(
+        parse_err("<Response/><Response/>"),
+        TwimlError::TrailingContent
+    ));
+    assert!(matches!(
+        parse_err("<Response/>trailing"),
+        TwimlError::TrailingContent
+    ));
+    assert!(matches!(
+        parse_err("<Response>Hello<Hangup/></Response>"),
+        TwimlError::UnexpectedText { element } if element == "Response"
+    ));
+    assert!(matches!(
+        parse_err(r#"<Response><Say loop="x">hi</Say></Response>"#),
+        TwimlError::BadAttribute { verb, attribute, .. } if verb == "Say" && attribute == "loop"
+    ));
+    assert!(matches!(
+        parse_err(r#"<Response><Say voice="a b">hi</Say></Response>"#),
+        TwimlError::BadAttribute { attribute, .. } if attribute == "voice"
+    ));
+    assert!(matches!(
+        parse_err("<Response><Play>mailto:x@example.com</Play></Response>"),
+        TwimlError::BadText { element, .. } if element == "Play"
+    ));
+    assert!(matches!(
+        parse_err("<Response><Say><break/>hi</Say></Response>"),
+        TwimlError::UnexpectedChild { parent, child } if parent == "Say" && child == "break"
+    ));
+    // Not UTF-8.
+    assert!(matches!(
+        twiml::parse(b"<Response><Say>\xff\xfe</Say></Response>"),
+        Err(TwimlError::Malformed { .. })
+    ));
+}
+
+#[test]
+fn doctype_and_entity_bomb_are_rejected() {
+    let bomb = r#"<?xml version="1.0"?>
+<!DOCTYPE lolz [
+ <!ENTITY lol "lol">
+ <!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
+ <!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">
+]>
+<Response><Say>&lol3;</Say></Response>"#;
+    assert!(matches!(parse_err(bomb), TwimlError::DocumentType));
+    let external = r#"<!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]><Response><Say>&x;</Say></Response>"#;
+    assert!(matches!(parse_err(external), TwimlError::DocumentType));
+    // Without a DTD an undeclared entity is an error, never expanded or passed through.
+    assert!(matches!(
+        parse_err("<Response><Say>&lol;</Say></Response>"),
+        TwimlError::UnknownEntity { name } if name == "lol"
+    ));
+}
+
+#[test]
+fn builtin_entities_cdata_comments_and_whitespace() {
+    let response = parse_ok(
+        "<?xml version=\"1.0\"?>\n<!-- greeting -->\n<Response>\n  <!-- first -->\n  \
+         <Say>Fish &amp; chips &lt;3 &#65;&#x42; <!-- inner --> <![CDATA[<b>bold</b> & raw]]></Say>\n\
+         <?processing instruction?>\n  <Play>https://e.com/a.wav?x=1&amp;y=2</Play>\n</Response>\n<!-- after -->\n",
+    );
+    let [Verb::Say(say), Verb::Play(play)] = response.verbs.as_slice() else {
+        panic!("{response:?}");
+    };
+    assert_eq!(say.text, "Fish & chips <3 AB  <b>bold</b> & raw");
+    assert_eq!(play.url.as_str(), "https://e.com/a.wav?x=1&y=2");
+    let Verb::Play(play) =
+        only_verb(r#"<Response><Play>  <![CDATA[/prompt.wav]]>  </Play></Response>"#)
+    else {
+        panic!("not a Play");
+    };
+    assert_eq!(play.url.as_str(), "/prompt.wav");
+    assert!(parse_ok("<Response>\n\t \n</Response>").verbs.is_empty());
+    let Verb::Redirect(redirect) =
+        only_verb(r#"<Response><Redirect method="get">/x?a=&quot;b&quot;</Redirect></Response>"#)
+    else {
+        panic!("not a Redirect");
+    };
+    assert_eq!(redirect.method, HttpMethod::Get);
+    assert_eq!(redirect.url.as_str(), "/x?a=\"b\"");
+}
+
+#[test]
+fn size_bound_is_checked_before_parsing() {
+    // Not even well-formed: the size check must come first.
+    let huge = vec![b'<'; twiml::MAX_DOCUMENT_BYTES + 1];
+    assert!(matches!(
+        twiml::parse(&huge),
+        Err(TwimlError::TooLarge { size, limit }) if size == huge.len() && limit == twiml::MAX_DOCUMENT_BYTES
+    ));
+    let padding = " ".repeat(twiml::MAX_DOCUMENT_BYTES - "<Response><Hangup/></Response>".len());
+    assert_eq!(
+        parse_ok(&format!("<Response><Hangup/></Response>{padding}")).verbs,
+        [Verb::Hangup(Hangup)]
+    );
+}
+
+#[test]
+fn depth_bound() {
+    let depth = twiml::MAX_DEPTH + 1;
+    let xml = format!("{}{}", "<a>".repeat(depth), "</a>".repeat(depth));
+    assert!(matches!(parse_err(&xml), TwimlError::TooDeep { limit } if limit == twiml::MAX_DEPTH));
+    // Exactly at the bound the tree is read; the error is then about the content.
+    let depth = twiml::MAX_DEPTH;
+    let xml = format!(
+        "<Response>{}{}</Response>",
+        "<a>".repeat(depth - 1),
+        "</a>".repeat(depth - 1)
+    );
+    assert!(matches!(parse_err(&xml), TwimlError::UnknownVerb { name } if name == "a"));
+}
+
+#[test]
+fn verb_and_text_bounds() {
+    let at_limit = "<Pause/>".repeat(twiml::MAX_VERBS);
+    assert_eq!(
+        parse_ok(&format!("<Response>{at_limit}</Response>"))
+            .verbs
+            .len(),
+        twiml::MAX_VERBS
+    );
+    let over = "<Pause/>".repeat(twiml::MAX_VERBS + 1);
+    assert!(matches!(
+        parse_err(&format!("<Response>{over}</Response>")),
+        TwimlError::TooManyVerbs { limit } if limit == twiml::MAX_VERBS
+    ));
+    // Verbs nested in <Gather> count too.
+    let nested = "<Pause/>".repeat(twiml::MAX_VERBS);
+    assert!(matches!(
+        parse_err(&format!("<Response><Gather>{nested}</Gather></Response>")),
+        TwimlError::TooManyVerbs { .. }
+    ));
+    let long = "a".repeat(twiml::MAX_TEXT_BYTES + 1);
+    assert!(matches!(
+        parse_err(&format!("<Response><Say>{long}</Say></Response>")),
+        TwimlError::TextTooLong { element, .. } if element == "Say"
+    ));
+    assert!(matches!(
+        parse_err(&format!(
+            r#"<Response><Say voice="{long}">x</Say></Response>"#
+        )),
+        TwimlError::TextTooLong { .. }
+    ));
+    let exact = "a".repeat(twiml::MAX_TEXT_BYTES);
+    assert!(matches!(
+        only_verb(&format!("<Response><Say>{exact}</Say></Response>")),
+        Verb::Say(say) if say.text.len() == twiml::MAX_TEXT_BYTES
+    ));
+}
+
+#[test]
+fn errors_display_the_culprit() {
+    let error = parse_err(r#"<Response><Pause length="forever"/></Response>"#);
+    assert_eq!(
+        error.to_string(),
+        r#"<Pause> attribute length="forever" is invalid"#
+    );
+    assert_eq!(
+        parse_err("<Response><Conference/></Response>").to_string(),
+        "unknown TwiML verb <Conference>"
+    );
+}
+
+#[test]
+fn play_requires_a_url() {
+    assert!(matches!(
+        parse_err("<Response><Play/></Response>"),
+        TwimlError::MissingText { element } if element == "Play"
+    ));
+    let error = parse_err(r#"<Response><Play loop="1001">a.wav</Play></Response>"#);
+    assert!(matches!(error, TwimlError::BadAttribute { attribute, .. } if attribute == "loop"));
+}
