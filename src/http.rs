@@ -141,178 +141,210 @@ async fn require_api_key(
 
 /// Prometheus text exposition (version 0.0.4).
 async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
-    let mut out = String::with_capacity(4096);
     let sip = state.endpoint.stats();
     let transport = state.endpoint.transports().stats();
-    let family = |out: &mut String, name: &str, kind: &str, help: &str| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-    };
-    family(
-        &mut out,
-        "tandem_sip_requests_received_total",
-        "counter",
-        "SIP requests received, by method.",
-    );
-    for (method, n) in sip.requests_in() {
-        let _ = writeln!(
-            out,
-            "tandem_sip_requests_received_total{{method=\"{method}\"}} {n}"
-        );
-    }
-    family(
-        &mut out,
-        "tandem_sip_responses_sent_total",
-        "counter",
-        "SIP responses sent, by class.",
-    );
-    for (class, n) in sip.responses_out() {
-        let _ = writeln!(
-            out,
-            "tandem_sip_responses_sent_total{{class=\"{class}\"}} {n}"
-        );
-    }
-    family(
-        &mut out,
-        "tandem_sip_responses_received_total",
-        "counter",
-        "SIP responses received, by class.",
-    );
-    for (class, n) in sip.responses_in() {
-        let _ = writeln!(
-            out,
-            "tandem_sip_responses_received_total{{class=\"{class}\"}} {n}"
-        );
-    }
     let presence = state.presence.metrics();
     let cache = state.media.metrics();
-    let gauges: [(&str, &str, u64); 10] = [
-        (
-            "tandem_media_cache_bytes",
-            "Bytes of processed audio in the prompt cache.",
-            cache.bytes_stored,
-        ),
-        (
-            "tandem_media_cache_entries",
-            "Entries in the prompt cache.",
-            cache.entries,
-        ),
-        (
-            "tandem_presence_devices_online",
-            "Client devices connected.",
-            presence.devices_online,
-        ),
-        (
-            "tandem_presence_websockets",
-            "Open client WebSocket connections.",
-            state.gateway.connections(),
-        ),
-        (
-            "tandem_presence_identities_online",
-            "Identities with a device connected.",
-            presence.identities_online,
-        ),
-        (
-            "tandem_sip_server_transactions",
-            "Live SIP server transactions.",
-            sip.server_transactions.load(Ordering::Relaxed),
-        ),
-        (
-            "tandem_sip_client_transactions",
-            "Live SIP client transactions.",
-            sip.client_transactions.load(Ordering::Relaxed),
-        ),
-        (
-            "tandem_sip_dialogs",
-            "Live SIP dialog routes.",
-            sip.dialogs.load(Ordering::Relaxed),
-        ),
-        (
-            "tandem_sip_tcp_connections",
-            "Open SIP TCP connections.",
-            transport.tcp.open.load(Ordering::Relaxed),
-        ),
-        (
-            "tandem_calls_active",
-            "Calls in progress.",
-            state.active_calls.count() as u64,
-        ),
-    ];
-    for (name, help, value) in gauges {
-        family(&mut out, name, "gauge", help);
-        let _ = writeln!(out, "{name} {value}");
-    }
-    let counters: [(&str, &str, u64); 12] = [
-        (
-            "tandem_media_synthesis_errors_total",
-            "Say texts that could not be synthesized.",
-            cache.synthesis_errors,
-        ),
-        (
-            "tandem_media_cache_hits_total",
-            "Prompt requests answered from a fresh cache entry.",
-            cache.hits,
-        ),
-        (
-            "tandem_media_cache_misses_total",
-            "Prompt requests that fetched from the origin.",
-            cache.misses,
-        ),
-        (
-            "tandem_media_cache_revalidations_total",
-            "Stale entries confirmed by a 304.",
-            cache.revalidations,
-        ),
-        (
-            "tandem_media_cache_evictions_total",
-            "Entries evicted to stay within the byte budget.",
-            cache.evictions,
-        ),
-        (
-            "tandem_media_cache_fetch_errors_total",
-            "Origin fetches that ended in an error.",
-            cache.fetch_errors,
-        ),
-        (
-            "tandem_presence_events_dropped_total",
-            "Presence events dropped for slow subscribers.",
-            presence.events_dropped,
-        ),
-        (
-            "tandem_sip_malformed_total",
-            "SIP messages that could not be parsed.",
-            transport.malformed.load(Ordering::Relaxed),
-        ),
-        (
-            "tandem_sip_dropped_total",
-            "SIP messages dropped for a full queue or buffer.",
-            transport.dropped.load(Ordering::Relaxed),
-        ),
-        (
-            "tandem_sip_invites_refused_total",
-            "INVITEs refused at the edge (403/407).",
-            sip.invites_refused.load(Ordering::Relaxed),
-        ),
-        (
-            "tandem_sip_tcp_refused_total",
-            "TCP connections refused by the per-source cap.",
-            transport.tcp.refused.load(Ordering::Relaxed),
-        ),
-        (
-            "tandem_sip_tcp_idle_closed_total",
-            "TCP connections closed for idleness.",
-            transport.tcp.idle_closed.load(Ordering::Relaxed),
-        ),
-    ];
-    for (name, help, value) in counters {
-        family(&mut out, name, "counter", help);
-        let _ = writeln!(out, "{name} {value}");
-    }
+    let relaxed = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
+    let mut out = Exposition(String::with_capacity(4096));
+
+    out.labelled(
+        "tandem_sip_requests_received_total",
+        COUNTER,
+        "SIP requests received, by method.",
+        "method",
+        sip.requests_in(),
+    );
+    out.labelled(
+        "tandem_sip_responses_sent_total",
+        COUNTER,
+        "SIP responses sent, by class.",
+        "class",
+        sip.responses_out(),
+    );
+    out.labelled(
+        "tandem_sip_responses_received_total",
+        COUNTER,
+        "SIP responses received, by class.",
+        "class",
+        sip.responses_in(),
+    );
+
+    out.single(
+        "tandem_sip_server_transactions",
+        GAUGE,
+        "Live SIP server transactions.",
+        relaxed(&sip.server_transactions),
+    );
+    out.single(
+        "tandem_sip_client_transactions",
+        GAUGE,
+        "Live SIP client transactions.",
+        relaxed(&sip.client_transactions),
+    );
+    out.single(
+        "tandem_sip_dialogs",
+        GAUGE,
+        "Live SIP dialog routes.",
+        relaxed(&sip.dialogs),
+    );
+    out.single(
+        "tandem_sip_tcp_connections",
+        GAUGE,
+        "Open SIP TCP connections.",
+        relaxed(&transport.tcp.open),
+    );
+    out.single(
+        "tandem_sip_malformed_total",
+        COUNTER,
+        "SIP messages that could not be parsed.",
+        relaxed(&transport.malformed),
+    );
+    out.single(
+        "tandem_sip_dropped_total",
+        COUNTER,
+        "SIP messages dropped for a full queue or buffer.",
+        relaxed(&transport.dropped),
+    );
+    out.single(
+        "tandem_sip_invites_refused_total",
+        COUNTER,
+        "INVITEs refused at the edge (403/407).",
+        relaxed(&sip.invites_refused),
+    );
+    out.single(
+        "tandem_sip_tcp_refused_total",
+        COUNTER,
+        "TCP connections refused by the per-source cap.",
+        relaxed(&transport.tcp.refused),
+    );
+    out.single(
+        "tandem_sip_tcp_idle_closed_total",
+        COUNTER,
+        "TCP connections closed for idleness.",
+        relaxed(&transport.tcp.idle_closed),
+    );
+    out.single(
+        "tandem_calls_active",
+        GAUGE,
+        "Calls in progress.",
+        state.active_calls.count() as u64,
+    );
+
+    out.single(
+        "tandem_presence_devices_online",
+        GAUGE,
+        "Client devices connected.",
+        presence.devices_online,
+    );
+    out.single(
+        "tandem_presence_identities_online",
+        GAUGE,
+        "Identities with a device connected.",
+        presence.identities_online,
+    );
+    out.single(
+        "tandem_presence_websockets",
+        GAUGE,
+        "Open client WebSocket connections.",
+        state.gateway.connections(),
+    );
+    out.single(
+        "tandem_presence_events_dropped_total",
+        COUNTER,
+        "Presence events dropped for slow subscribers.",
+        presence.events_dropped,
+    );
+
+    out.single(
+        "tandem_media_cache_bytes",
+        GAUGE,
+        "Bytes of processed audio in the prompt cache.",
+        cache.bytes_stored,
+    );
+    out.single(
+        "tandem_media_cache_entries",
+        GAUGE,
+        "Entries in the prompt cache.",
+        cache.entries,
+    );
+    out.single(
+        "tandem_media_cache_hits_total",
+        COUNTER,
+        "Prompt requests answered from a fresh cache entry.",
+        cache.hits,
+    );
+    out.single(
+        "tandem_media_cache_misses_total",
+        COUNTER,
+        "Prompt requests that fetched from the origin.",
+        cache.misses,
+    );
+    out.single(
+        "tandem_media_cache_revalidations_total",
+        COUNTER,
+        "Stale entries confirmed by a 304.",
+        cache.revalidations,
+    );
+    out.single(
+        "tandem_media_cache_evictions_total",
+        COUNTER,
+        "Entries evicted to stay within the byte budget.",
+        cache.evictions,
+    );
+    out.single(
+        "tandem_media_cache_fetch_errors_total",
+        COUNTER,
+        "Origin fetches that ended in an error.",
+        cache.fetch_errors,
+    );
+    out.single(
+        "tandem_media_synthesis_errors_total",
+        COUNTER,
+        "Say texts that could not be synthesized.",
+        cache.synthesis_errors,
+    );
+
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        out,
+        out.0,
     )
         .into_response()
+}
+
+const COUNTER: &str = "counter";
+const GAUGE: &str = "gauge";
+
+/// Prometheus text exposition: one HELP and TYPE header per family, then its samples.
+struct Exposition(String);
+
+impl Exposition {
+    fn header(&mut self, name: &str, kind: &str, help: &str) {
+        // Writing into a String cannot fail.
+        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
+    /// A family with one sample.
+    fn single(&mut self, name: &str, kind: &str, help: &str, value: u64) {
+        self.header(name, kind, help);
+        let _ = writeln!(self.0, "{name} {value}");
+    }
+
+    /// A family with one sample per value of `label`.
+    fn labelled<L: std::fmt::Display>(
+        &mut self,
+        name: &str,
+        kind: &str,
+        help: &str,
+        label: &str,
+        samples: impl Iterator<Item = (L, u64)>,
+    ) {
+        self.header(name, kind, help);
+        for (value, n) in samples {
+            let _ = writeln!(self.0, "{name}{{{label}=\"{value}\"}} {n}");
+        }
+    }
 }
