@@ -22,8 +22,8 @@ pub struct HttpState {
     pub api_key: String,
     /// The SIP edge (metrics, drain state).
     pub endpoint: sip::endpoint::EndpointHandle,
-    /// Calls in progress.
-    pub active_calls: router::calls::ActiveCalls,
+    /// Live and recent calls.
+    pub calls: router::records::CallRecords,
     /// Who is online.
     pub presence: presence::Registry,
     /// The WebSocket gateway (`/v1/ws`, outside the API key: clients bring access tokens).
@@ -53,6 +53,8 @@ pub fn routes(state: Arc<HttpState>) -> Router {
     let v1 = Router::new()
         .route("/presence", get(online_identities))
         .route("/presence/{identity}", get(presence_of))
+        .route("/calls", get(list_calls))
+        .route("/calls/{sid}", get(call_by_sid))
         .with_state(state.clone())
         .merge(media::http::routes(state.media.clone()))
         .fallback(not_found)
@@ -98,6 +100,19 @@ async fn presence_of(
     match presence::Identity::new(&identity) {
         Ok(identity) => Json(state.presence.status_of(&identity)).into_response(),
         Err(e) => error(StatusCode::BAD_REQUEST, "invalid_identity", &e.to_string()),
+    }
+}
+
+/// `GET /v1/calls`: live calls (oldest first), then recent ones (newest first).
+async fn list_calls(State(state): State<Arc<HttpState>>) -> Response {
+    Json(serde_json::json!({ "calls": state.calls.list() })).into_response()
+}
+
+/// `GET /v1/calls/{CallSid}`: one live or recent call.
+async fn call_by_sid(State(state): State<Arc<HttpState>>, Path(sid): Path<String>) -> Response {
+    match state.calls.get(&sid) {
+        Some(call) => Json(call).into_response(),
+        None => error(StatusCode::NOT_FOUND, "not_found", "no such call"),
     }
 }
 
@@ -224,11 +239,22 @@ async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
         "TCP connections closed for idleness.",
         relaxed(&transport.tcp.idle_closed),
     );
+    let calls = state.calls.metrics();
     out.single(
         "tandem_calls_active",
         GAUGE,
         "Calls in progress.",
-        state.active_calls.count() as u64,
+        calls.active,
+    );
+    out.labelled(
+        "tandem_calls_total",
+        COUNTER,
+        "Calls ended, by outcome.",
+        "outcome",
+        router::records::Metrics::OUTCOMES
+            .iter()
+            .copied()
+            .zip(calls.ended),
     );
 
     out.single(

@@ -99,11 +99,17 @@ fn health_metrics_and_the_v1_api_key() {
 #[test]
 fn health_turns_503_while_draining() {
     let mut tandem = Tandem::start();
-    // A ringing call keeps the drain going long enough to look at /healthz.
+    // A live call (waiting for its instructions) keeps the drain going long enough to look at
+    // /healthz.
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     let me = socket.local_addr().unwrap();
+    let sdp = format!(
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {} RTP/AVP 0\r\n",
+        me.port() + 2
+    );
     let invite = format!(
-        "INVITE sip:+15550100@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKh1\r\nFrom: <sip:c@{me}>;tag=1\r\nTo: <sip:+15550100@127.0.0.1>\r\nCall-ID: health-1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+        "INVITE sip:+15550100@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKh1\r\nFrom: <sip:c@{me}>;tag=1\r\nTo: <sip:+15550100@127.0.0.1>\r\nCall-ID: health-1\r\nCSeq: 1 INVITE\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
     );
     socket
         .send_to(invite.as_bytes(), ("127.0.0.1", tandem.port))
@@ -114,7 +120,7 @@ fn health_turns_503_while_draining() {
     let mut buf = [0u8; 4096];
     loop {
         let n = socket.recv(&mut buf).unwrap();
-        if buf[..n].starts_with(b"SIP/2.0 180") {
+        if buf[..n].starts_with(b"SIP/2.0 100") {
             break;
         }
     }

@@ -127,8 +127,13 @@ impl Caller {
 
     fn invite(&self, call: &str, number: &str) {
         let local = self.socket.local_addr().unwrap();
+        let sdp = format!(
+            "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {} RTP/AVP 0\r\n",
+            local.port() + 2
+        );
         let msg = format!(
-            "INVITE sip:{number}@{to} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK{call};rport\r\nFrom: <sip:caller@{local}>;tag=f{call}\r\nTo: <sip:{number}@{to}>\r\nCall-ID: {call}\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContact: <sip:caller@{local}>\r\nContent-Length: 0\r\n\r\n",
+            "INVITE sip:{number}@{to} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK{call};rport\r\nFrom: <sip:caller@{local}>;tag=f{call}\r\nTo: <sip:{number}@{to}>\r\nCall-ID: {call}\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContact: <sip:caller@{local}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+            sdp.len(),
             to = self.to
         );
         self.socket.send_to(msg.as_bytes(), self.to).unwrap();
@@ -163,7 +168,7 @@ fn sigterm_drains_new_invites_get_503_and_exit_is_clean() {
     let mut tandem = Tandem::start();
     let caller = Caller::new(tandem.port);
     caller.invite("live-call", "+15550100");
-    caller.expect("live-call", "180");
+    caller.expect("live-call", "100");
 
     tandem.signal("TERM");
     tandem.wait_draining();

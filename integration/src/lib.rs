@@ -1,7 +1,20 @@
-//! Test support for Tandem's end-to-end tests: a SIP edge started in-process on 127.0.0.1
-//! port 0, and a scripted SIP peer over real UDP and TCP sockets.
+//! Test support for Tandem's end-to-end tests, all on 127.0.0.1 port 0 with real sockets:
+//!
+//! - [`tandem::Tandem`]: the whole application started in-process from a test configuration;
+//! - [`webhook::WebhookServer`]: the application's web server, answering call instructions and
+//!   checking request signatures;
+//! - [`phone::Phone`]: a scripted SIP user agent, as a trunk calling in or a phone called out;
+//! - [`client::Client`]: a WebSocket client app taking calls;
+//! - [`rtp::RtpEndpoint`]: plain RTP media with telephone events;
+//! - [`Edge`], [`UdpPeer`], [`TcpPeer`]: the SIP edge alone, and raw peers for byte-level tests.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod client;
+pub mod phone;
+pub mod rtp;
+pub mod tandem;
+pub mod webhook;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -17,6 +17,8 @@
 //! - [`resample`]: one-shot sample-rate conversion (rubato's FFT resampler).
 //! - [`decode`]: format detection and bounded decoding ([`Limits`]).
 //! - [`pipeline`]: [`to_telephony`], decode → mono → 8 kHz → µ-law.
+//! - [`outbound`]: outbound HTTP to user-named URLs (address vetting, pinned connections,
+//!   redirect targets, capped bodies), shared by the prompt cache and the router's webhooks.
 
 #![forbid(unsafe_code)]
 
@@ -27,6 +29,7 @@ pub mod dtmf;
 mod error;
 pub mod http;
 pub mod mix;
+pub mod outbound;
 pub mod pcm;
 pub mod pipeline;
 pub mod ports;

@@ -36,9 +36,12 @@ impl Tandem {
     }
 
     /// `tandem serve` with the test configuration: loopback is a trunk, number +15550100 has
-    /// an application, SIP user 1001 (password `s3cret-1001`) exists, T1 is 100 ms.
+    /// an application whose webhook never answers (so its calls stay unanswered, with only
+    /// 100 Trying, for as long as a test needs), SIP user 1001 (password `s3cret-1001`)
+    /// exists, T1 is 100 ms.
     pub fn start() -> Tandem {
         let dir = tempfile::tempdir().unwrap();
+        let voice_url = silent_webhook();
         let port = free_port();
         let http_port = free_port();
         let config = format!(
@@ -60,7 +63,7 @@ grace_s = 10
 
 [[numbers]]
 number = "+15550100"
-voice_url = "http://127.0.0.1:9/voice"
+voice_url = "{voice_url}"
 
 [[trunks]]
 name = "loopback"
@@ -196,4 +199,18 @@ pub fn which(program: &str) -> Option<PathBuf> {
             .map(|p| p.join(program))
             .find(|p| p.is_file())
     })
+}
+
+/// A webhook that accepts connections and never answers: a call fetching its instructions
+/// stays unanswered until the webhook client's 15 s timeout.
+pub fn silent_webhook() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/voice", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for connection in listener.incoming().flatten() {
+            held.push(connection);
+        }
+    });
+    url
 }

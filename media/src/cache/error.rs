@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use super::address::Refusal;
 use super::speech::SpeechError;
+use crate::outbound::OutboundError;
 use crate::AudioError;
 
 /// Why [`Cache::get_or_fetch`](super::Cache::get_or_fetch),
@@ -100,5 +101,25 @@ impl CacheError {
 
     pub(crate) fn storage(error: std::io::Error) -> CacheError {
         CacheError::Storage(Arc::new(error))
+    }
+}
+
+impl From<OutboundError> for CacheError {
+    /// Maps the shared outbound failures onto the cache's own variants (the client-building and
+    /// body-reading failures are connection failures from the cache's point of view).
+    fn from(error: OutboundError) -> Self {
+        match error {
+            OutboundError::InvalidUrl => CacheError::InvalidUrl,
+            OutboundError::UnsupportedScheme => CacheError::UnsupportedScheme,
+            OutboundError::RefusedAddress { address, reason } => {
+                CacheError::RefusedAddress { address, reason }
+            }
+            OutboundError::Resolve(source) => CacheError::Resolve(source),
+            OutboundError::Client(source) | OutboundError::Body(source) => {
+                CacheError::Connection(source)
+            }
+            OutboundError::InvalidRedirect => CacheError::InvalidRedirect,
+            OutboundError::TooLarge { limit } => CacheError::TooLarge { limit },
+        }
     }
 }

@@ -1,17 +1,18 @@
 //! The origin fetcher of the prompt cache: one GET (conditional when we hold validators),
-//! redirects followed by hand so every hop is vetted, names resolved here and each connection
-//! pinned to a vetted address, and the body read with a running byte count that stops at the
-//! cap. Only `http` and `https`; no proxies (a proxy would bypass the address pinning).
+//! redirects followed by hand so every hop is vetted, names resolved and each connection pinned
+//! to a vetted address, and the body read with a running byte count that stops at the cap. The
+//! vetting, pinning, redirect resolution and capped read are [`crate::outbound`]'s, shared with
+//! the router's webhook client.
 
-use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::header::{self, HeaderMap, HeaderValue};
-use reqwest::{redirect, StatusCode, Url};
+use reqwest::{StatusCode, Url};
 
 use super::address::AddressPolicy;
 use super::CacheError;
+use crate::outbound;
 
 /// Fetch limits and the outbound-address policy.
 #[derive(Debug, Clone)]
@@ -60,7 +61,7 @@ impl Fetcher {
             let response = self.send(&current, validators).await?;
             let status = response.status();
             if status.is_redirection() && status != StatusCode::NOT_MODIFIED {
-                if !matches!(status.as_u16(), 301 | 302 | 303 | 307 | 308) {
+                if !outbound::is_followed_redirect(status) {
                     return Err(CacheError::OriginStatus {
                         status: status.as_u16(),
                     });
@@ -71,17 +72,7 @@ impl Fetcher {
                     });
                 }
                 redirects += 1;
-                // RFC 9110 §10.2.2: Location may be relative to the request's URL.
-                let location = response
-                    .headers()
-                    .get(header::LOCATION)
-                    .and_then(|value| value.to_str().ok())
-                    .ok_or(CacheError::InvalidRedirect)?;
-                let mut next = current
-                    .join(location)
-                    .map_err(|_| CacheError::InvalidRedirect)?;
-                next.set_fragment(None);
-                check_scheme(&next)?;
+                let next = outbound::redirect_target(&current, response.headers())?;
                 current = next;
                 continue;
             }
@@ -96,7 +87,7 @@ impl Fetcher {
                 });
             }
             let headers = response.headers().clone();
-            let body = self.read_body(response).await?;
+            let body = outbound::read_body(response, self.max_body_bytes).await?;
             return Ok(Fetched::Body {
                 headers,
                 body,
@@ -111,19 +102,8 @@ impl Fetcher {
         url: &Url,
         validators: &Validators,
     ) -> Result<reqwest::Response, CacheError> {
-        let addresses = self.vetted_addresses(url).await?;
-        let mut builder = reqwest::Client::builder()
-            .redirect(redirect::Policy::none())
-            .no_proxy()
-            .connect_timeout(self.connect_timeout)
-            .user_agent(USER_AGENT);
-        if let Some(url::Host::Domain(domain)) = url.host() {
-            // Pin the name to the addresses vetted above: reqwest will not resolve it again,
-            // so a DNS answer that changes between our check and the connect (rebinding)
-            // cannot redirect the connection.
-            builder = builder.resolve_to_addrs(domain, &addresses);
-        }
-        let client = builder.build().map_err(connection_error)?;
+        let client =
+            outbound::pinned_client(url, self.policy, self.connect_timeout, USER_AGENT).await?;
         let mut request = client.get(url.clone()).header(
             header::ACCEPT,
             HeaderValue::from_static("audio/*, application/octet-stream;q=0.5"),
@@ -154,71 +134,6 @@ impl Fetcher {
             }
         })
     }
-
-    /// Resolves the URL's host and keeps the addresses the policy allows.
-    async fn vetted_addresses(&self, url: &Url) -> Result<Vec<SocketAddr>, CacheError> {
-        let port = url.port_or_known_default().ok_or(CacheError::InvalidUrl)?;
-        let resolved: Vec<SocketAddr> = match url.host() {
-            Some(url::Host::Ipv4(address)) => vec![SocketAddr::new(IpAddr::V4(address), port)],
-            Some(url::Host::Ipv6(address)) => vec![SocketAddr::new(IpAddr::V6(address), port)],
-            Some(url::Host::Domain(domain)) => tokio::net::lookup_host((domain, port))
-                .await
-                .map_err(|error| CacheError::Resolve(Arc::new(error)))?
-                .take(16)
-                .collect(),
-            None => return Err(CacheError::InvalidUrl),
-        };
-        let mut first_refusal = None;
-        let mut allowed = Vec::with_capacity(resolved.len());
-        for address in resolved {
-            match self.policy.check(address.ip()) {
-                Ok(()) => allowed.push(address),
-                Err(reason) => {
-                    first_refusal.get_or_insert(CacheError::RefusedAddress {
-                        address: address.ip(),
-                        reason,
-                    });
-                }
-            }
-        }
-        match (allowed.is_empty(), first_refusal) {
-            (false, _) => Ok(allowed),
-            (true, Some(refusal)) => Err(refusal),
-            (true, None) => Err(CacheError::Resolve(Arc::new(std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                "no addresses",
-            )))),
-        }
-    }
-
-    /// Reads the body chunk by chunk, refusing as soon as the running count passes the cap.
-    async fn read_body(&self, mut response: reqwest::Response) -> Result<Vec<u8>, CacheError> {
-        let limit = self.max_body_bytes;
-        let announced = response.content_length().unwrap_or(0);
-        if announced > limit as u64 {
-            return Err(CacheError::TooLarge { limit });
-        }
-        // The announced length only sizes the first allocation; the count below is what binds.
-        let mut body = Vec::with_capacity(announced as usize);
-        while let Some(chunk) = response.chunk().await.map_err(connection_error)? {
-            if body.len() + chunk.len() > limit {
-                return Err(CacheError::TooLarge { limit });
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(body)
-    }
-}
-
-/// Refuses anything but `http` and `https`, and URLs without a host.
-pub(crate) fn check_scheme(url: &Url) -> Result<(), CacheError> {
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(CacheError::UnsupportedScheme);
-    }
-    if url.host().is_none() {
-        return Err(CacheError::InvalidUrl);
-    }
-    Ok(())
 }
 
 fn connection_error(error: reqwest::Error) -> CacheError {

@@ -12,7 +12,7 @@
 //! deterministic) but is evicted like any other.
 //!
 //! Code map: [`address`] (outbound-address policy), `freshness` (RFC 9111 arithmetic, no
-//! I/O), `fetch` (reqwest, redirects, pinning, body cap), [`speech`] (text to speech, voice
+//! I/O), `fetch` (the conditional GET and its redirects, over [`crate::outbound`]), [`speech`] (text to speech, voice
 //! mapping), `store` (files and index on disk).
 //!
 //! Invariant: every change to the set of `<id>.ulaw` names (rename in, unlink on eviction)
@@ -969,7 +969,7 @@ fn normalize(text: &str) -> Result<Url, CacheError> {
         return Err(CacheError::InvalidUrl);
     }
     let mut url = Url::parse(text.trim()).map_err(|_| CacheError::InvalidUrl)?;
-    fetch::check_scheme(&url)?;
+    crate::outbound::check_url(&url)?;
     url.set_fragment(None);
     Ok(url)
 }

@@ -1,16 +1,18 @@
 //! RTP (RFC 3550) for G.711 audio: identifiers, packet parsing and building, receive-side
 //! statistics, send-side stamping, symmetric-RTP latching, and the two tokio shells that move
-//! packets: the [`relay`] between two call legs and the paced prompt [`player`].
+//! packets: the [`relay`] between two call legs, the paced prompt [`player`] and the DTMF
+//! [`listener`] of a leg that is not bridged.
 //!
 //! Invariant: [`packet`], [`source`], [`sender`], [`latch`], [`forward`], [`rtcp`] and
 //! [`control`] are sans-IO: they take bytes and `now: Instant` and return bytes and
-//! verdicts. Only [`relay`]
-//! and [`player`] own sockets and timers, and they are thin loops around those cores. SDP is
+//! verdicts. Only [`relay`],
+//! [`player`] and [`listener`] own sockets and timers, and they are thin loops around those cores. SDP is
 //! in [`crate::sdp`], the port pool in [`crate::ports`], DTMF events in [`crate::dtmf`].
 
 pub mod control;
 pub mod forward;
 pub mod latch;
+pub mod listener;
 pub mod packet;
 pub mod player;
 pub mod relay;

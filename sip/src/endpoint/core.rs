@@ -116,6 +116,8 @@ struct ClientEntry {
     transaction: ClientTransaction,
     target: Target,
     events: mpsc::UnboundedSender<ClientEvent>,
+    /// For an INVITE we sent: the owner of the dialogs its responses create.
+    dialog: Option<mpsc::UnboundedSender<CallEvent>>,
 }
 
 /// RFC 3261 §8.2.2.2: requests without a To tag are "merged" when From tag, Call-ID and CSeq
@@ -147,8 +149,8 @@ struct DialogKey {
 
 struct DialogRoute {
     call: mpsc::UnboundedSender<CallEvent>,
-    /// The INVITE transaction whose 2xx the ACK confirms.
-    invite: Key,
+    /// On a dialog where we are the UAS: the INVITE transaction whose 2xx the ACK confirms.
+    invite: Option<Key>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -311,7 +313,8 @@ impl Core {
                 request,
                 target,
                 events,
-            } => self.start_client(now, request, target, events),
+                dialog,
+            } => self.start_client(now, request, target, events, dialog),
             Command::SendStateless { request, target } => {
                 self.transmits
                     .push_back((target, Bytes::from(request.to_bytes())));
@@ -661,7 +664,10 @@ impl Core {
         let Some(route) = dialog_key(&request.headers).and_then(|d| self.dialogs.get(&d)) else {
             return;
         };
-        let invite = route.invite.clone();
+        let Some(invite) = route.invite.clone() else {
+            // An ACK on a dialog we created as UAC is not ours to receive; drop it.
+            return;
+        };
         let _ = route.call.send(CallEvent::Ack(request));
         if let Some(ServerEntry {
             transaction: ServerTransaction::Invite(t),
@@ -713,7 +719,7 @@ impl Core {
                 if let Some(d) = dialog_key(&response.headers) {
                     self.dialogs.entry(d).or_insert_with(|| DialogRoute {
                         call: call.clone(),
-                        invite: key.clone(),
+                        invite: Some(key.clone()),
                     });
                     self.shared
                         .stats
@@ -733,6 +739,7 @@ impl Core {
         request: Request,
         target: Target,
         events: mpsc::UnboundedSender<ClientEvent>,
+        dialog: Option<mpsc::UnboundedSender<CallEvent>>,
     ) {
         let Some(key) = Key::client(&request) else {
             let _ = events.send(ClientEvent::TransportError);
@@ -750,6 +757,7 @@ impl Core {
                 transaction,
                 target,
                 events,
+                dialog,
             },
         );
         self.shared
@@ -805,7 +813,17 @@ impl Core {
         }
         while let Some(event) = entry.transaction.poll_event() {
             let client_event = match event {
-                Event::Response(r) => Some(ClientEvent::Response(r)),
+                Event::Response(r) => {
+                    if let Some(owner) = &entry.dialog {
+                        if let Some(d) = uac_dialog_key(&r) {
+                            self.dialogs.entry(d).or_insert_with(|| DialogRoute {
+                                call: owner.clone(),
+                                invite: None,
+                            });
+                        }
+                    }
+                    Some(ClientEvent::Response(r))
+                }
                 Event::Timeout => Some(ClientEvent::Timeout),
                 Event::TransportError => Some(ClientEvent::TransportError),
                 Event::NoAck | Event::Terminated => None,
@@ -836,6 +854,20 @@ fn dialog_key(headers: &Headers) -> Option<DialogKey> {
         call_id: headers.call_id.clone(),
         local_tag: headers.to.tag()?,
         remote_tag: headers.from.tag()?,
+    })
+}
+
+/// The dialog a response to our INVITE creates (RFC 3261 §12.1.2): any 101–299 with a To tag.
+/// Our tag is in From; the callee's requests carry it in To, so [`dialog_key`] finds the route.
+fn uac_dialog_key(response: &Response) -> Option<DialogKey> {
+    let code = response.status.code();
+    if !(101..300).contains(&code) || response.headers.cseq.method != Method::Invite {
+        return None;
+    }
+    Some(DialogKey {
+        call_id: response.headers.call_id.clone(),
+        local_tag: response.headers.from.tag()?,
+        remote_tag: response.headers.to.tag()?,
     })
 }
 

@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
-use crate::message::{Branch, Request, Response, StatusCode, Tag, Transport, Via};
+use crate::message::{
+    Branch, CSeq, Headers, Method, NameAddr, Request, Response, StatusCode, Tag, Transport, Via,
+};
 use crate::registrar::{Binding, Registrar};
 use crate::transaction::Key;
 use crate::transport::{Inbound, Target, Transports};
@@ -100,11 +102,26 @@ pub(crate) enum Command {
         request: Request,
         target: Target,
         events: mpsc::UnboundedSender<ClientEvent>,
+        /// For an INVITE that creates a dialog: where the dialog's in-dialog requests go.
+        dialog: Option<mpsc::UnboundedSender<CallEvent>>,
     },
     SendStateless {
         request: Request,
         target: Target,
     },
+}
+
+/// An INVITE we sent: the request as it went out (with our Via, for a later CANCEL) and the
+/// two streams it produces.
+#[derive(Debug)]
+pub struct OutgoingInvite {
+    /// The INVITE as sent, top Via included (RFC 3261 §9.1: the CANCEL copies it).
+    pub request: Request,
+    /// Provisional and final responses (and further 2xx from other forks).
+    pub responses: mpsc::UnboundedReceiver<ClientEvent>,
+    /// Requests the callee sends within the dialogs the INVITE creates (BYE, INFO, re-INVITE):
+    /// the routing table learns each dialog from the 1xx/2xx with a To tag.
+    pub events: mpsc::UnboundedReceiver<CallEvent>,
 }
 
 /// State shared between the endpoint task and its handles.
@@ -145,8 +162,64 @@ impl EndpointHandle {
             request,
             target,
             events: tx,
+            dialog: None,
         });
         rx
+    }
+
+    /// Sends an INVITE toward `target` like [`EndpointHandle::send_request`], and routes the
+    /// requests of every dialog it creates (RFC 3261 §12.1.2: a 1xx with a To tag or a 2xx
+    /// creates one) to [`OutgoingInvite::events`] for as long as that receiver lives.
+    pub fn send_invite(&self, mut request: Request, target: Target) -> OutgoingInvite {
+        let (responses_tx, responses) = mpsc::unbounded_channel();
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let via = self.via(target, &Branch::random());
+        request.headers.via.insert(0, via);
+        let _ = self.commands.send(Command::SendRequest {
+            request: request.clone(),
+            target,
+            events: responses_tx,
+            dialog: Some(events_tx),
+        });
+        OutgoingInvite {
+            request,
+            responses,
+            events,
+        }
+    }
+
+    /// Cancels a pending INVITE sent with [`EndpointHandle::send_invite`] (RFC 3261 §9.1): a
+    /// CANCEL with the INVITE's Request-URI, Call-ID, From, To, CSeq number, Route and top Via
+    /// (so it matches the INVITE's branch), in a client transaction of its own. The INVITE's
+    /// responses then bring the 487 (or a 2xx that crossed the CANCEL, to be ACKed and hung
+    /// up).
+    pub fn cancel(&self, invite: &Request, target: Target) {
+        let mut headers = Headers::new(
+            invite.headers.from.clone(),
+            invite.headers.to.clone(),
+            invite.headers.call_id.clone(),
+            CSeq {
+                seq: invite.headers.cseq.seq,
+                method: Method::Cancel,
+            },
+        );
+        headers.via = invite.headers.via.first().cloned().into_iter().collect();
+        headers.route = invite.headers.route.clone();
+        headers.max_forwards = Some(70);
+        let cancel = Request {
+            method: Method::Cancel,
+            uri: invite.uri.clone(),
+            headers,
+            body: Default::default(),
+        };
+        // Nobody waits for the CANCEL's own 200: the INVITE's responses tell the outcome.
+        let (events, _) = mpsc::unbounded_channel();
+        let _ = self.commands.send(Command::SendRequest {
+            request: cancel,
+            target,
+            events,
+            dialog: None,
+        });
     }
 
     /// Sends a request outside any transaction (the ACK for a 2xx, RFC 3261 §13.2.2.4). The
@@ -165,6 +238,19 @@ impl EndpointHandle {
             crate::config::ListenTransport::Tcp => Transport::Tcp,
         };
         Via::new(transport, host, Some(port), branch)
+    }
+
+    /// Our Contact toward `target` (RFC 3261 §8.1.1.8, §12.1.1): `sip:user@host:port`, with
+    /// `;transport=tcp` over TCP, at the address the Via uses.
+    pub fn contact(&self, target: Target, user: &str) -> NameAddr {
+        let (host, port) = self.transports.via_host_port(target.transport, target.addr);
+        let mut uri = crate::message::Uri::sip(Some(user), host, Some(port));
+        if target.transport == crate::config::ListenTransport::Tcp {
+            if let Some(sip) = uri.as_sip_mut() {
+                sip.params.set("transport", Some("tcp".to_owned()));
+            }
+        }
+        NameAddr::new(uri)
     }
 
     /// The registered contacts of `user` (the location service, RFC 3261 §10).

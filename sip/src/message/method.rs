@@ -137,6 +137,8 @@ impl StatusCode {
     pub const BUSY_HERE: StatusCode = StatusCode(486);
     /// 487 Request Terminated.
     pub const REQUEST_TERMINATED: StatusCode = StatusCode(487);
+    /// 488 Not Acceptable Here.
+    pub const NOT_ACCEPTABLE_HERE: StatusCode = StatusCode(488);
     /// 491 Request Pending.
     pub const REQUEST_PENDING: StatusCode = StatusCode(491);
     /// 500 Server Internal Error.

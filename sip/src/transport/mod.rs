@@ -165,7 +165,13 @@ struct Inner {
     stats: Arc<Stats>,
     local: Vec<(ListenTransport, SocketAddr)>,
     advertised: Option<IpAddr>,
+    /// Destination IP → our source IP toward it, learned once per destination (see
+    /// [`Transports::via_host_port`]); cleared when it reaches [`ROUTE_CACHE_LIMIT`] entries.
+    source_ips: std::sync::Mutex<std::collections::HashMap<IpAddr, IpAddr>>,
 }
+
+/// Destinations whose source address [`Transports::via_host_port`] remembers.
+const ROUTE_CACHE_LIMIT: usize = 4096;
 
 /// Limits applied to every connection and datagram.
 #[derive(Debug, Clone, Copy)]
@@ -224,6 +230,7 @@ impl Transports {
                 stats,
                 local,
                 advertised: config.advertised_address,
+                source_ips: Default::default(),
             }),
         })
     }
@@ -266,10 +273,32 @@ impl Transports {
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 5060)));
         let ip = match (self.inner.advertised, bound.ip()) {
             (Some(adv), _) => adv,
-            (None, ip) if ip.is_unspecified() => local_ip_toward(to).unwrap_or(ip),
+            (None, ip) if ip.is_unspecified() => self.source_ip_toward(to).unwrap_or(ip),
             (None, ip) => ip,
         };
         (Host::from(ip), bound.port())
+    }
+
+    /// Our source IP toward `to` when bound to a wildcard address: asking the kernel costs a
+    /// socket, so each destination is asked once (routes change rarely; the cache is bounded).
+    fn source_ip_toward(&self, to: SocketAddr) -> Option<IpAddr> {
+        // Plain data, never held across an await: a poisoned lock still holds a usable map.
+        let lock = || {
+            self.inner
+                .source_ips
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+        };
+        if let Some(ip) = lock().get(&to.ip()) {
+            return Some(*ip);
+        }
+        let ip = local_ip_toward(to)?;
+        let mut cache = lock();
+        if cache.len() >= ROUTE_CACHE_LIMIT {
+            cache.clear();
+        }
+        cache.insert(to.ip(), ip);
+        Some(ip)
     }
 
     /// Transport counters.

@@ -1,0 +1,489 @@
+//! End-to-end call flows through a whole Tandem on 127.0.0.1: a scripted SIP trunk with real
+//! RTP, a webhook server inside the test (every request's X-Twilio-Signature checked), and
+//! WebSocket clients that answer with real RTP.
+
+use std::time::Duration;
+
+use integration::client::Client;
+use integration::phone::{Answer, Phone};
+use integration::rtp::{parse_sdp_audio, RtpEndpoint, RtpPacket};
+use integration::tandem::{Tandem, AUTH_TOKEN};
+use integration::webhook::{Reply, Request, WebhookServer};
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(5);
+
+/// A Tandem whose every number runs the webhook's `/voice`, with `/fallback` and `/status`.
+async fn tandem_for(hook: &WebhookServer) -> Tandem {
+    let numbers = format!(
+        r#"
+[[numbers]]
+number = "*"
+voice_url = "{voice}"
+voice_fallback_url = "{fallback}"
+status_callback = "{status}"
+"#,
+        voice = hook.url("/voice"),
+        fallback = hook.url("/fallback"),
+        status = hook.url("/status"),
+    );
+    Tandem::start_with_toml(&numbers, |_| {}).await
+}
+
+async fn webhook() -> WebhookServer {
+    let hook = WebhookServer::start(AUTH_TOKEN).await;
+    hook.respond_with("/status", |_| Reply::status(204));
+    hook
+}
+
+async fn client(tandem: &Tandem, identity: &str) -> Client {
+    let mut client = Client::connect(tandem, identity).await;
+    client.register().await;
+    client
+}
+
+/// Every webhook request the server saw (audio fetches of the prompt cache aside) carried a
+/// valid signature.
+fn assert_signed(hook: &WebhookServer) {
+    let requests: Vec<Request> = hook
+        .requests("*")
+        .into_iter()
+        .filter(|r| !r.path.ends_with(".ulaw"))
+        .collect();
+    assert!(!requests.is_empty());
+    for request in requests {
+        assert!(
+            request.signature_valid,
+            "bad X-Twilio-Signature on {} {}",
+            request.method, request.url
+        );
+    }
+}
+
+/// Waits until the call's record has `status`; returns the record.
+async fn wait_call_status(tandem: &Tandem, sid: &str, status: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let call = tandem.get_json(&format!("/v1/calls/{sid}")).await;
+        if call["status"] == status {
+            return call;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "call never reached {status}: {call}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn payloads_are(packets: &[RtpPacket], byte: u8) -> bool {
+    packets
+        .iter()
+        .all(|p| p.payload.len() == 160 && p.payload.iter().all(|&b| b == byte))
+}
+
+/// Packets whose payload is all `byte` (RTP from other sources, e.g. ringback, filtered out).
+async fn wait_pattern(rtp: &RtpEndpoint, byte: u8, count: usize) -> Vec<RtpPacket> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let matching: Vec<RtpPacket> = rtp
+            .received()
+            .into_iter()
+            .filter(|p| !p.payload.is_empty() && p.payload.iter().all(|&b| b == byte))
+            .collect();
+        if matching.len() >= count {
+            return matching;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} packets of {byte:#04x} arrived",
+            matching.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn dial_client_first_answer_wins_audio_flows_both_ways_and_caller_bye_ends_it() {
+    let hook = webhook().await;
+    hook.respond(
+        "/voice",
+        r#"<Response><Dial answerOnBridge="true"><Client>alice</Client></Dial></Response>"#,
+    );
+    let tandem = tandem_for(&hook).await;
+    let mut first = client(&tandem, "alice").await;
+    let mut second = client(&tandem, "alice").await;
+
+    let caller_rtp = RtpEndpoint::bind().await;
+    let phone = Phone::bind().await;
+    let call = phone
+        .call(tandem.sip_udp(), "+15550100", &caller_rtp.sdp_offer())
+        .await;
+    let offered_first = first.wait_invite(WAIT).await;
+    let offered_second = second.wait_invite(WAIT).await;
+    assert_ne!(offered_first.callsid, offered_second.callsid);
+    assert!(offered_first.callsid.starts_with("CA") && offered_first.callsid.len() == 34);
+    assert_eq!(offered_first.from, "+15557654321");
+
+    first.ringing(&offered_first.callsid).await;
+    call.wait_status(180, WAIT).await;
+
+    let device_rtp = RtpEndpoint::bind().await;
+    second
+        .answer(
+            &offered_second.callsid,
+            &device_rtp.sdp_answer(&offered_second.sdp),
+        )
+        .await;
+    call.wait_status(200, WAIT).await;
+    let cancelled = first.wait_type("cancel", WAIT).await;
+    assert_eq!(cancelled["callsid"], offered_first.callsid.as_str());
+
+    // Audio both ways through Tandem's own ports.
+    let (tandem_for_caller, _) = parse_sdp_audio(&call.remote_sdp().expect("SDP in the 200"));
+    let (tandem_for_device, _) = parse_sdp_audio(&offered_second.sdp);
+    assert_ne!(tandem_for_caller.port(), tandem_for_device.port());
+    caller_rtp.start_sending(tandem_for_caller, 0, 0x11);
+    device_rtp.start_sending(tandem_for_device, 0, 0x22);
+    let at_device = wait_pattern(&device_rtp, 0x11, 10).await;
+    assert!(payloads_are(&at_device, 0x11));
+    assert!(at_device.iter().all(|p| p.from == tandem_for_device));
+    let at_caller = wait_pattern(&caller_rtp, 0x22, 10).await;
+    assert!(at_caller.iter().all(|p| p.from == tandem_for_caller));
+
+    // The call and its legs in the API; the answering device is busy.
+    let voice = hook.requests("/voice");
+    let sid = voice[0].param("CallSid").unwrap().to_owned();
+    let record = wait_call_status(&tandem, &sid, "in-progress").await;
+    assert_eq!(record["legs"].as_array().unwrap().len(), 2);
+    let presence = tandem.get_json("/v1/presence/alice").await;
+    let statuses: Vec<&str> = presence["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["status"].as_str().unwrap())
+        .collect();
+    assert!(statuses.contains(&"busy"), "{presence}");
+
+    let bye = call.bye().await;
+    assert_eq!(bye.status.code(), 200);
+    let hangup = second.wait_type("hangup", WAIT).await;
+    assert_eq!(hangup["callsid"], offered_second.callsid.as_str());
+    wait_call_status(&tandem, &sid, "completed").await;
+
+    // Status callbacks: initiated, ringing, answered, completed, in order.
+    let callbacks = hook.wait_for("/status", 4, WAIT).await;
+    let events: Vec<&str> = callbacks
+        .iter()
+        .map(|r| r.param("StatusCallbackEvent").unwrap())
+        .collect();
+    assert_eq!(events, ["initiated", "ringing", "answered", "completed"]);
+    assert!(callbacks.iter().all(|r| r.param("Timestamp").is_some()));
+    assert_signed(&hook);
+    let metrics = tandem.get("/metrics").await.1;
+    assert!(
+        metrics.contains("tandem_calls_total{outcome=\"completed\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_client_hanging_up_ends_the_bridge_and_the_call() {
+    let hook = webhook().await;
+    hook.respond(
+        "/voice",
+        r#"<Response><Dial><Client>alice</Client></Dial></Response>"#,
+    );
+    let tandem = tandem_for(&hook).await;
+    let mut alice = client(&tandem, "alice").await;
+    let caller_rtp = RtpEndpoint::bind().await;
+    let phone = Phone::bind().await;
+    let call = phone
+        .call(tandem.sip_udp(), "+15550100", &caller_rtp.sdp_offer())
+        .await;
+    // Answered at once (no answerOnBridge); ringback plays while alice rings.
+    call.wait_status(200, WAIT).await;
+    let offered = alice.wait_invite(WAIT).await;
+    caller_rtp.wait_packets(5, WAIT).await;
+    let device_rtp = RtpEndpoint::bind().await;
+    alice
+        .answer(&offered.callsid, &device_rtp.sdp_answer(&offered.sdp))
+        .await;
+    let (tandem_for_device, _) = parse_sdp_audio(&offered.sdp);
+    device_rtp.start_sending(tandem_for_device, 0, 0x33);
+    wait_pattern(&caller_rtp, 0x33, 5).await;
+    alice.hangup(&offered.callsid).await;
+    // The document has nothing after the dial: Tandem hangs up the caller.
+    call.wait_bye(WAIT).await;
+}
+
+#[tokio::test]
+async fn no_answer_reaches_the_action_url_whose_prompt_plays_to_the_caller() {
+    let hook = webhook().await;
+    hook.respond(
+        "/voice",
+        r#"<Response><Dial timeout="1" action="/dialed"><Client>alice</Client></Dial></Response>"#,
+    );
+    hook.respond(
+        "/dialed",
+        r#"<Response><Play>/prompt.ulaw</Play><Hangup/></Response>"#,
+    );
+    // 0.2 s of a constant µ-law code: ten 20 ms packets.
+    hook.respond_with("/prompt.ulaw", |_| {
+        Reply::new(200, "audio/basic", vec![0x5a_u8; 1600])
+    });
+    let tandem = tandem_for(&hook).await;
+    let mut alice = client(&tandem, "alice").await;
+    let caller_rtp = RtpEndpoint::bind().await;
+    let phone = Phone::bind().await;
+    let call = phone
+        .call(tandem.sip_udp(), "+15550100", &caller_rtp.sdp_offer())
+        .await;
+    call.wait_status(200, WAIT).await;
+    let offered = alice.wait_invite(WAIT).await;
+    alice.ringing(&offered.callsid).await;
+    let cancelled = alice.wait_type("cancel", WAIT).await;
+    assert_eq!(cancelled["callsid"], offered.callsid.as_str());
+
+    let dialed = hook.wait_for("/dialed", 1, WAIT).await;
+    assert_eq!(dialed[0].param("DialCallStatus"), Some("no-answer"));
+    assert_eq!(dialed[0].param("CallStatus"), Some("in-progress"));
+
+    // The prompt reaches the caller as PCMU with exactly the cached bytes.
+    let prompt = wait_pattern(&caller_rtp, 0x5a, 10).await;
+    assert!(prompt.iter().all(|p| p.payload_type == 0));
+    // The cache holds exactly those bytes (an origin without freshness headers is
+    // revalidated or fetched again, either way under the same content-derived id).
+    let media = tandem
+        .post_json(
+            "/v1/media",
+            serde_json::json!({ "url": hook.url("/prompt.ulaw") }),
+        )
+        .await;
+    let (status, _) = tandem.get(media["url"].as_str().unwrap()).await;
+    assert_eq!(status, 200);
+    assert_eq!(media["duration_ms"], 200);
+    call.wait_bye(WAIT).await;
+    assert_signed(&hook);
+}
+
+#[tokio::test]
+async fn an_offline_client_ends_the_dial_at_once() {
+    let hook = webhook().await;
+    hook.respond(
+        "/voice",
+        r#"<Response><Dial action="/dialed" answerOnBridge="true"><Client>nobody</Client></Dial></Response>"#,
+    );
+    hook.respond("/dialed", r#"<Response><Reject reason="busy"/></Response>"#);
+    let tandem = tandem_for(&hook).await;
+    let phone = Phone::bind().await;
+    let caller_rtp = RtpEndpoint::bind().await;
+    let call = phone
+        .call(tandem.sip_udp(), "+15550100", &caller_rtp.sdp_offer())
+        .await;
+    let dialed = hook.wait_for("/dialed", 1, WAIT).await;
+    assert_eq!(dialed[0].param("DialCallStatus"), Some("no-answer"));
+    // Still unanswered (answerOnBridge): the action's <Reject> refuses it.
+    call.wait_status(486, WAIT).await;
+}
+
+#[tokio::test]
+async fn reject_busy_refuses_without_answering() {
+    let hook = webhook().await;
+    hook.respond("/voice", r#"<Response><Reject reason="busy"/></Response>"#);
+    let tandem = tandem_for(&hook).await;
+    let phone = Phone::bind().await;
+    let caller_rtp = RtpEndpoint::bind().await;
+    let call = phone
+        .call(tandem.sip_udp(), "+15550100", &caller_rtp.sdp_offer())
+        .await;
+    let response = call.wait_final(WAIT).await;
+    assert_eq!(response.status.code(), 486);
+    assert!(call.responses().iter().all(|r| r.status.code() != 200));
+    let sid = hook.requests("/voice")[0]
+        .param("CallSid")
+        .unwrap()
+        .to_owned();
+    wait_call_status(&tandem, &sid, "busy").await;
+}
+
+#[tokio::test]
+async fn gather_collects_rfc_4733_digits_and_sip_info_for_the_action() {
+    let hook = webhook().await;
+    hook.respond(
+        "/voice",
+        r#"<Response><Gather numDigits="3" action="/digits" timeout="5"><Pause length="1"/></Gather></Response>"#,
+    );
+    hook.respond("/digits", "<Response><Hangup/></Response>");
+    let tandem = tandem_for(&hook).await;
+    let phone = Phone::bind().await;
+    let caller_rtp = RtpEndpoint::bind().await;
+    let call = phone
+        .call(tandem.sip_udp(), "+15550100", &caller_rtp.sdp_offer())
+        .await;
+    call.wait_status(200, WAIT).await;
+    let (tandem_rtp, _) = parse_sdp_audio(&call.remote_sdp().unwrap());
+    // An injected digit from another address is ignored.
+    let intruder = RtpEndpoint::bind().await;
+    intruder.send_dtmf(tandem_rtp, '9').await;
+    caller_rtp.send_dtmf(tandem_rtp, '4').await;
+    caller_rtp.send_dtmf(tandem_rtp, '2').await;
+    let info = call
+        .info("application/dtmf-relay", "Signal=#\r\nDuration=160\r\n")
+        .await;
+    assert_eq!(info.status.code(), 200);
+    let digits = hook.wait_for("/digits", 1, WAIT).await;
+    assert_eq!(digits[0].param("Digits"), Some("42"));
+    call.wait_bye(WAIT).await;
+}
+
+#[tokio::test]
+async fn redirect_continues_with_the_next_document() {
+    let hook = webhook().await;
+    hook.respond(
+        "/voice",
+        r#"<Response><Redirect method="GET">/next?step=2</Redirect></Response>"#,
+    );
+    hook.respond("/next", r#"<Response><Reject/></Response>"#);
+    let tandem = tandem_for(&hook).await;
+    let phone = Phone::bind().await;
+    let caller_rtp = RtpEndpoint::bind().await;
+    let call = phone
+        .call(tandem.sip_udp(), "+15550100", &caller_rtp.sdp_offer())
+        .await;
+    assert_eq!(call.wait_final(WAIT).await.status.code(), 603);
+    let next = hook.requests("/next");
+    assert_eq!(next[0].method, "GET");
+    assert!(next[0].query.iter().any(|(n, v)| n == "step" && v == "2"));
+    assert!(next[0].query.iter().any(|(n, _)| n == "CallSid"));
+    assert_signed(&hook);
+}
+
+#[tokio::test]
+async fn a_failing_voice_url_falls_back_with_the_error() {
+    let hook = webhook().await;
+    hook.respond_with("/voice", |_| Reply::status(503));
+    hook.respond(
+        "/fallback",
+        r#"<Response><Reject reason="busy"/></Response>"#,
+    );
+    let tandem = tandem_for(&hook).await;
+    let phone = Phone::bind().await;
+    let caller_rtp = RtpEndpoint::bind().await;
+    let call = phone
+        .call(tandem.sip_udp(), "+15550100", &caller_rtp.sdp_offer())
+        .await;
+    assert_eq!(call.wait_final(WAIT).await.status.code(), 486);
+    let fallback: Vec<Request> = hook.requests("/fallback");
+    assert_eq!(fallback[0].param("ErrorCode"), Some("11200"));
+    assert_eq!(
+        fallback[0].param("ErrorUrl"),
+        Some(hook.url("/voice").as_str())
+    );
+}
+
+#[tokio::test]
+async fn garbage_instructions_without_a_fallback_fail_the_call_with_500() {
+    let hook = webhook().await;
+    hook.respond_with("/voice", |_| {
+        Reply::new(200, "text/html", "<html><body>Oops</body></html>")
+    });
+    hook.respond_with("/fallback", |_| {
+        Reply::new(200, "text/plain", "still not TwiML")
+    });
+    let tandem = tandem_for(&hook).await;
+    let phone = Phone::bind().await;
+    let caller_rtp = RtpEndpoint::bind().await;
+    let call = phone
+        .call(tandem.sip_udp(), "+15550100", &caller_rtp.sdp_offer())
+        .await;
+    let response = call.wait_final(WAIT).await;
+    assert_eq!(response.status.code(), 500);
+    assert_eq!(response.reason, "Application Error");
+    let sid = hook.requests("/voice")[0]
+        .param("CallSid")
+        .unwrap()
+        .to_owned();
+    wait_call_status(&tandem, &sid, "failed").await;
+}
+
+#[tokio::test]
+async fn dial_sip_bridges_to_a_sip_user_agent() {
+    let callee_rtp = RtpEndpoint::bind().await;
+    let callee = {
+        let rtp_addr = callee_rtp.addr();
+        Phone::listen(Answer::After(Duration::from_millis(100)), move |offer| {
+            integration::rtp::sdp_answer_for(rtp_addr, offer)
+        })
+        .await
+    };
+    let hook = webhook().await;
+    hook.respond(
+        "/voice",
+        format!(
+            r#"<Response><Dial answerOnBridge="true" action="/dialed"><Sip>{}</Sip></Dial></Response>"#,
+            callee.uri("bob")
+        ),
+    );
+    hook.respond("/dialed", "<Response><Hangup/></Response>");
+    let tandem = tandem_for(&hook).await;
+    let phone = Phone::bind().await;
+    let caller_rtp = RtpEndpoint::bind().await;
+    let call = phone
+        .call(tandem.sip_udp(), "+15550100", &caller_rtp.sdp_offer())
+        .await;
+    let incoming = callee.wait_invite(WAIT).await;
+    call.wait_status(180, WAIT).await;
+    call.wait_status(200, WAIT).await;
+    incoming.wait_ack(WAIT).await;
+    let (tandem_for_caller, _) = parse_sdp_audio(&call.remote_sdp().unwrap());
+    let (tandem_for_callee, _) = parse_sdp_audio(&incoming.offer_sdp());
+    caller_rtp.start_sending(tandem_for_caller, 0, 0x44);
+    callee_rtp.start_sending(tandem_for_callee, 0, 0x55);
+    wait_pattern(&callee_rtp, 0x44, 5).await;
+    wait_pattern(&caller_rtp, 0x55, 5).await;
+    // The callee hangs up: the dial completes, the action hangs up the caller.
+    assert_eq!(incoming.bye().await.status.code(), 200);
+    let dialed = hook.wait_for("/dialed", 1, WAIT).await;
+    assert_eq!(dialed[0].param("DialCallStatus"), Some("completed"));
+    assert!(dialed[0]
+        .param("DialCallSid")
+        .is_some_and(|s| s.starts_with("CA")));
+    call.wait_bye(WAIT).await;
+}
+
+#[tokio::test]
+async fn cancel_while_ringing_cancels_every_device() {
+    let hook = webhook().await;
+    hook.respond(
+        "/voice",
+        r#"<Response><Dial answerOnBridge="true"><Client>alice</Client><Client>bob</Client></Dial></Response>"#,
+    );
+    let tandem = tandem_for(&hook).await;
+    let mut alice = client(&tandem, "alice").await;
+    let mut bob = client(&tandem, "bob").await;
+    let phone = Phone::bind().await;
+    let caller_rtp = RtpEndpoint::bind().await;
+    let call = phone
+        .call(tandem.sip_udp(), "+15550100", &caller_rtp.sdp_offer())
+        .await;
+    let to_alice = alice.wait_invite(WAIT).await;
+    let to_bob = bob.wait_invite(WAIT).await;
+    bob.ringing(&to_bob.callsid).await;
+    call.wait_status(180, WAIT).await;
+    assert_eq!(call.cancel().await.status.code(), 200);
+    call.wait_status(487, WAIT).await;
+    for (client, offered) in [(&mut alice, &to_alice), (&mut bob, &to_bob)] {
+        let cancel = client.wait_type("cancel", WAIT).await;
+        assert_eq!(cancel["callsid"], offered.callsid.as_str());
+    }
+    let sid = hook.requests("/voice")[0]
+        .param("CallSid")
+        .unwrap()
+        .to_owned();
+    wait_call_status(&tandem, &sid, "canceled").await;
+    let callbacks = hook.wait_for("/status", 3, WAIT).await;
+    let last = callbacks.last().unwrap();
+    assert_eq!(last.param("StatusCallbackEvent"), Some("completed"));
+    assert_eq!(last.param("CallStatus"), Some("canceled"));
+}

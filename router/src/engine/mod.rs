@@ -1,0 +1,102 @@
+//! The tokio shell around the call state machine: it takes the SIP edge's incoming calls,
+//! resolves the dialled number against the [`Directory`], and runs one task per call
+//! ([`task`]) that performs the [`crate::call::Call`]'s actions with the real subsystems: the
+//! SIP endpoint, the presence registry, the RTP port pool, the prompt player and cache, and
+//! the webhook client. Dialled legs run as tasks of their own ([`leg`]).
+
+mod audio;
+mod leg;
+mod task;
+
+use std::sync::Arc;
+
+use media::cache::Cache;
+use media::ports::PortPool;
+use media::rtp::player::Player;
+use sip::endpoint::{EndpointHandle, IncomingCall};
+use sip::message::{StatusCode, Uri};
+use tokio::sync::mpsc;
+
+use crate::call::Start;
+use crate::config::Number;
+use crate::records::CallRecords;
+use crate::sid::CallSid;
+use crate::webhook::WebhookClient;
+use crate::{Directory, Resolution};
+
+pub use audio::{DEMO_BASE, DEMO_DOCUMENT};
+pub use task::MAX_LEGS;
+
+/// What the call tasks use: the subsystems and the router's configuration.
+pub struct Services {
+    /// Which application answers which number.
+    pub directory: Directory,
+    /// The SIP endpoint.
+    pub endpoint: EndpointHandle,
+    /// Where clients are.
+    pub presence: presence::Registry,
+    /// Tandem's RTP ports.
+    pub ports: PortPool,
+    /// The prompt player (one task for every prompt stream).
+    pub player: Player,
+    /// The prompt cache.
+    pub cache: Arc<Cache>,
+    /// Fetches instructions and sends status callbacks.
+    pub webhooks: WebhookClient,
+    /// `AccountSid` of webhook requests.
+    pub account_sid: String,
+    /// Where `<Dial><Number>` goes: the first trunk's `outbound_uri`.
+    pub outbound_trunk: Option<Uri>,
+    /// The call table of the HTTP API and metrics.
+    pub records: CallRecords,
+}
+
+impl Services {
+    /// The status callback URL of the application answering `dialled`, if any.
+    fn status_callback_for(&self, dialled: &str) -> Option<String> {
+        match self.directory.resolve(dialled) {
+            Resolution::Application(number) => number.status_callback.clone(),
+            _ => None,
+        }
+    }
+}
+
+/// Takes every incoming call until the endpoint stops.
+pub async fn run(services: Arc<Services>, mut calls: mpsc::Receiver<IncomingCall>) {
+    let demo = match crate::twiml::parse(DEMO_DOCUMENT.as_bytes()) {
+        Ok(document) => document.verbs,
+        Err(error) => {
+            // The bundled document is a constant checked by a unit test.
+            tracing::error!(%error, "the bundled demo application does not parse");
+            Vec::new()
+        }
+    };
+    while let Some(call) = calls.recv().await {
+        let dialled = call.request.uri.user().unwrap_or_default().to_owned();
+        let start = match services.directory.resolve(&dialled) {
+            Resolution::NotFound => {
+                tracing::info!(%dialled, "no application for the dialled number");
+                services
+                    .endpoint
+                    .respond(&call.key, call.response(StatusCode::NOT_FOUND));
+                continue;
+            }
+            Resolution::Application(number) => webhook_start(number),
+            Resolution::DemoApplication => Start::Document {
+                verbs: demo.clone(),
+                base: DEMO_BASE.to_owned(),
+            },
+        };
+        let sid = CallSid::random();
+        tracing::info!(call_sid = %sid, %dialled, origin = ?call.origin, "incoming call");
+        tokio::spawn(task::run(services.clone(), call, sid, start));
+    }
+}
+
+fn webhook_start(number: &Number) -> Start {
+    Start::Webhook {
+        url: number.voice_url.clone(),
+        method: number.voice_method,
+        fallback_url: number.voice_fallback_url.clone(),
+    }
+}
