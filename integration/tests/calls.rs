@@ -487,3 +487,27 @@ async fn cancel_while_ringing_cancels_every_device() {
     assert_eq!(last.param("StatusCallbackEvent"), Some("completed"));
     assert_eq!(last.param("CallStatus"), Some("canceled"));
 }
+
+#[tokio::test]
+async fn the_demo_application_plays_its_welcome_then_rings_alice() {
+    // No [[numbers]]: the bundled demo application answers every number.
+    let tandem = Tandem::start(|_| {}).await;
+    let mut alice = client(&tandem, "alice").await;
+    let phone = Phone::bind().await;
+    let caller_rtp = RtpEndpoint::bind().await;
+    let call = phone
+        .call(tandem.sip_udp(), "+15550123", &caller_rtp.sdp_offer())
+        .await;
+    call.wait_status(200, WAIT).await;
+    // The welcome prompt is 3.35 s of speech: a stream of 20 ms PCMU packets, not silence.
+    let prompt = caller_rtp.wait_packets(25, WAIT).await;
+    assert!(prompt.iter().all(|p| p.payload_type == 0 && p.payload.len() == 160));
+    assert!(prompt
+        .iter()
+        .any(|p| p.payload.iter().any(|&b| b != 0xff && b != 0x7f)));
+    let offered = alice.wait_invite(Duration::from_secs(10)).await;
+    assert_eq!(offered.from, "+15557654321");
+    alice.reject(&offered.callsid).await;
+    // Nobody else to ring and nothing after the dial: the call ends.
+    call.wait_bye(WAIT).await;
+}
