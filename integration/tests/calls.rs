@@ -501,7 +501,9 @@ async fn the_demo_application_plays_its_welcome_then_rings_alice() {
     call.wait_status(200, WAIT).await;
     // The welcome prompt is 3.35 s of speech: a stream of 20 ms PCMU packets, not silence.
     let prompt = caller_rtp.wait_packets(25, WAIT).await;
-    assert!(prompt.iter().all(|p| p.payload_type == 0 && p.payload.len() == 160));
+    assert!(prompt
+        .iter()
+        .all(|p| p.payload_type == 0 && p.payload.len() == 160));
     assert!(prompt
         .iter()
         .any(|p| p.payload.iter().any(|&b| b != 0xff && b != 0x7f)));
@@ -510,4 +512,35 @@ async fn the_demo_application_plays_its_welcome_then_rings_alice() {
     alice.reject(&offered.callsid).await;
     // Nobody else to ring and nothing after the dial: the call ends.
     call.wait_bye(WAIT).await;
+}
+
+#[tokio::test]
+async fn a_dial_looping_back_into_tandem_ends_when_max_forwards_runs_out() {
+    let hook = webhook().await;
+    let tandem = tandem_for(&hook).await;
+    let again = format!(
+        "<Response><Dial action=\"/dialed\"><Sip>sip:again@{}</Sip></Dial></Response>",
+        tandem.sip_udp()
+    );
+    hook.respond("/voice", again);
+    hook.respond("/dialed", "<Response><Hangup/></Response>");
+    let phone = Phone::bind().await;
+    let caller_rtp = RtpEndpoint::bind().await;
+    let call = phone
+        .call_with(
+            tandem.sip_udp(),
+            "+15550100",
+            &caller_rtp.sdp_offer(),
+            integration::phone::CallOptions {
+                max_forwards: 3,
+                ..Default::default()
+            },
+        )
+        .await;
+    call.wait_status(200, WAIT).await;
+    // Max-Forwards 3, 2, 1, 0: four calls, the last of which dials nobody.
+    let dialed = hook.wait_for("/dialed", 1, WAIT).await;
+    assert_eq!(dialed[0].param("DialCallStatus"), Some("no-answer"));
+    call.wait_bye(WAIT).await;
+    assert_eq!(hook.requests("/voice").len(), 4);
 }

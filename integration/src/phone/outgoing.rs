@@ -22,6 +22,8 @@ pub struct CallOptions {
     pub headers: Vec<(String, String)>,
     /// Whether a 2xx is acknowledged automatically (off: to test what a missing ACK does).
     pub ack_2xx: bool,
+    /// The INVITE's Max-Forwards.
+    pub max_forwards: u32,
 }
 
 impl Default for CallOptions {
@@ -30,6 +32,7 @@ impl Default for CallOptions {
             from_user: String::from("+15557654321"),
             headers: Vec::new(),
             ack_2xx: true,
+            max_forwards: 70,
         }
     }
 }
@@ -75,7 +78,7 @@ impl Phone {
             },
         );
         headers.via = vec![inner.via()];
-        headers.max_forwards = Some(70);
+        headers.max_forwards = Some(options.max_forwards);
         headers.contact =
             Contact::Addresses(vec![NameAddr::new(inner.local_uri(&options.from_user))]);
         for (name, value) in &options.headers {

@@ -96,6 +96,8 @@ pub(super) struct LegContext {
     pub ports: Option<RtpPorts>,
     /// Our SDP offer for this leg.
     pub offer: Session,
+    /// Max-Forwards of a SIP leg: the caller's, decremented.
+    pub max_forwards: u32,
 }
 
 impl LegContext {
@@ -237,7 +239,7 @@ pub(super) async fn sip(mut leg: LegContext, uri: Uri, target: Target) {
             method: Method::Invite,
         },
     );
-    headers.max_forwards = Some(70);
+    headers.max_forwards = Some(leg.max_forwards);
     headers.contact = Contact::Addresses(vec![contact.clone()]);
     headers.push("Content-Type", "application/sdp");
     let request = Request {

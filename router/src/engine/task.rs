@@ -425,6 +425,13 @@ impl CallTask {
                     );
                     return started;
                 }
+                // A B2BUA decrements Max-Forwards across its legs like a proxy (RFC 3261
+                // §16.6 step 3), so a dial that loops back into Tandem ends after 70 hops.
+                let hops_left = self.caller.request.headers.max_forwards.unwrap_or(70);
+                if matches!(destination, Destination::Sip(..)) && hops_left == 0 {
+                    tracing::warn!("Max-Forwards exhausted: not dialling SIP (a routing loop?)");
+                    continue;
+                }
                 let ports = match self.services.ports.allocate().await {
                     Ok(ports) => ports,
                     Err(error) => {
@@ -447,6 +454,7 @@ impl CallTask {
                     caller_id: caller_id.to_owned(),
                     to: to.to_owned(),
                     ports: Some(ports),
+                    max_forwards: hops_left.saturating_sub(1),
                     offer: sdp::offer(local, &CODECS, rand::random::<u32>().into()),
                 };
                 record.legs.push(LegRecord {
