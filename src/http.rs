@@ -228,6 +228,12 @@ async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
         relaxed(&sip.invites_refused),
     );
     out.single(
+        "tandem_sip_rate_limited_total",
+        COUNTER,
+        "SIP requests dropped by the per-source rate limit.",
+        relaxed(&sip.rate_limited),
+    );
+    out.single(
         "tandem_sip_tcp_refused_total",
         COUNTER,
         "TCP connections refused by the per-source cap.",

@@ -35,7 +35,14 @@ pub struct Config {
     pub digest_algorithms: Vec<Algorithm>,
     /// Registration interval bounds.
     pub registration: RegistrationLimits,
+    /// Requests accepted per second from one source that is not a trunk (burst: twice
+    /// that); `None` disables the limit. Requests over it are dropped unanswered.
+    pub rate_limit_per_source: Option<u32>,
 }
+
+/// The default of [`Config::rate_limit_per_source`]: far above what a phone sends (a REGISTER
+/// refresh, a call's handful of requests), far below a flood.
+pub const RATE_LIMIT_PER_SOURCE_DEFAULT: u32 = 50;
 
 impl Default for Config {
     fn default() -> Self {
@@ -60,6 +67,7 @@ impl Default for Config {
             realm: "tandem".to_owned(),
             digest_algorithms: vec![Algorithm::Sha256, Algorithm::Md5],
             registration: RegistrationLimits::default(),
+            rate_limit_per_source: Some(RATE_LIMIT_PER_SOURCE_DEFAULT),
         }
     }
 }

@@ -69,6 +69,8 @@ pub(crate) struct Sip {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest_algorithms: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit_per_source: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_expires_s: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_expires_s: Option<u64>,

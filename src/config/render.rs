@@ -43,6 +43,7 @@ fn to_file(config: &AppConfig) -> File {
                     .map(|algorithm| algorithm.as_str().to_owned())
                     .collect(),
             ),
+            rate_limit_per_source: Some(sip.rate_limit_per_source.map_or(0, u64::from)),
             min_expires_s: Some(sip.registration.min_expires.as_secs()),
             max_expires_s: Some(sip.registration.max_expires.as_secs()),
         },

@@ -41,6 +41,8 @@ const MIN_MESSAGE_SIZE: u64 = 1300;
 const MAX_MESSAGE_SIZE: u64 = 16 * 1024 * 1024;
 const MAX_TCP_IDLE_TIMEOUT_S: u64 = 24 * 3600;
 const MAX_CONNECTIONS_PER_IP: u64 = 65_535;
+/// The highest `[sip] rate_limit_per_source` accepted (requests per second).
+const MAX_RATE_LIMIT: u64 = 1_000_000;
 const MAX_EXPIRES_S: u64 = 7 * 24 * 3600;
 const MAX_DRAIN_GRACE_S: u64 = 3600;
 // RFC 7518 §3.2: an HS256 key must be at least as long as the hash output (256 bits).
@@ -225,6 +227,17 @@ fn sip_config(section: file::Sip) -> Result<sip::Config, ConfigError> {
 
     if let Some(names) = section.digest_algorithms {
         config.digest_algorithms = digest_algorithms(&names)?;
+    }
+    if let Some(rate) = section.rate_limit_per_source {
+        // 0 turns the limit off.
+        let rate = bounded(
+            "sip.rate_limit_per_source",
+            Some(rate),
+            0,
+            0,
+            MAX_RATE_LIMIT,
+        )?;
+        config.rate_limit_per_source = (rate > 0).then_some(rate as u32);
     }
 
     let min_expires = bounded(

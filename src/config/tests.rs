@@ -829,3 +829,17 @@ fn presence_limits_reach_the_gateway_and_registry() {
         "{error}"
     );
 }
+
+#[test]
+fn the_per_source_rate_limit_defaults_on_and_zero_turns_it_off() {
+    assert_eq!(
+        defaults().sip.rate_limit_per_source,
+        Some(sip::config::RATE_LIMIT_PER_SOURCE_DEFAULT)
+    );
+    let config = parse_ok("[sip]\nrate_limit_per_source = 0\n");
+    assert_eq!(config.sip.rate_limit_per_source, None);
+    let config = parse_ok("[sip]\nrate_limit_per_source = 200\n");
+    assert_eq!(config.sip.rate_limit_per_source, Some(200));
+    let error = parse_err("[sip]\nrate_limit_per_source = 2000000\n");
+    assert_eq!(key_of(&error), "sip.rate_limit_per_source");
+}

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
+use super::limit::{RateLimit, SourceLimiter};
 use super::{CallEvent, ClientEvent, Command, IncomingCall, Origin, Shared};
 use crate::auth::{Challenger, Verdict};
 use crate::config::{Config, ListenTransport, User};
@@ -192,6 +193,8 @@ pub struct Core {
     dialogs: HashMap<DialogKey, DialogRoute>,
     /// Timer deadlines; stale entries are skipped when popped.
     deadlines: BinaryHeap<Deadline>,
+    /// The per-source rate limit of requests from sources that are not trunks.
+    limiter: Option<SourceLimiter>,
     transmits: VecDeque<(Target, Bytes)>,
 }
 
@@ -215,6 +218,9 @@ impl Core {
             merged: HashMap::new(),
             dialogs: HashMap::new(),
             deadlines: BinaryHeap::new(),
+            limiter: config
+                .rate_limit_per_source
+                .map(|rate| SourceLimiter::new(RateLimit::per_second(rate), now)),
             transmits: VecDeque::new(),
         }
     }
@@ -288,6 +294,29 @@ impl Core {
             .stats
             .dialogs
             .store(self.dialogs.len() as u64, Ordering::Relaxed);
+        if let Some(limiter) = &mut self.limiter {
+            limiter.sweep(now);
+            self.shared
+                .stats
+                .rate_limited_sources
+                .store(limiter.len() as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether a request from `source` may be handled: trunks are not limited (their
+    /// allow-list already vouches for them); anyone else gets [`RateLimit`]'s budget.
+    fn within_rate_limit(&mut self, now: Instant, source: std::net::IpAddr) -> bool {
+        let Some(limiter) = &mut self.limiter else {
+            return true;
+        };
+        if self
+            .trunks
+            .iter()
+            .any(|trunk| trunk.allow.iter().any(|net| net.contains(&source)))
+        {
+            return true;
+        }
+        limiter.admit(now, source)
     }
 
     /// A message from a transport.
@@ -326,6 +355,13 @@ impl Core {
         let Some(key) = Key::server(&request) else {
             return;
         };
+        if !self.within_rate_limit(now, from.source.ip()) {
+            self.shared
+                .stats
+                .rate_limited
+                .fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         if request.method == Method::Ack {
             self.handle_ack(now, key, request);
             return;

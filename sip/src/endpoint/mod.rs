@@ -8,6 +8,7 @@
 //! the router answers through an [`EndpointHandle`].
 
 mod core;
+mod limit;
 mod stats;
 
 use std::net::SocketAddr;
@@ -26,6 +27,7 @@ use crate::transaction::Key;
 use crate::transport::{Inbound, Target, Transports};
 
 pub use self::core::Core;
+pub use limit::{RateLimit, MAX_SOURCES};
 pub use stats::Stats;
 
 /// Who placed an incoming call, as decided by the trunk allow-lists and digest authentication.

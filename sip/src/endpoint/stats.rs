@@ -24,6 +24,10 @@ pub struct Stats {
     pub dialogs: AtomicU64,
     /// INVITEs refused at the edge (403/407) before reaching call control.
     pub invites_refused: AtomicU64,
+    /// Requests dropped by the per-source rate limit.
+    pub rate_limited: AtomicU64,
+    /// Sources the rate limiter tracks now.
+    pub rate_limited_sources: AtomicU64,
 }
 
 impl Stats {
