@@ -133,6 +133,8 @@ pub async fn start(config: AppConfig) -> anyhow::Result<Running> {
             .find_map(|trunk| trunk.outbound_uri.clone()),
         records: records.clone(),
     };
+    let webhooks = services.webhooks.clone();
+    let rtp_ports = services.ports.clone();
     tokio::spawn(router::engine::run(Arc::new(services), calls));
 
     tracing::info!(addr = %http_addr, "HTTP listening");
@@ -142,6 +144,8 @@ pub async fn start(config: AppConfig) -> anyhow::Result<Running> {
             api_key: api_key.clone(),
             endpoint: endpoint.clone(),
             calls: records.clone(),
+            webhooks,
+            rtp_ports,
             presence: registry,
             gateway,
             media: cache,

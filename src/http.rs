@@ -24,6 +24,10 @@ pub struct HttpState {
     pub endpoint: sip::endpoint::EndpointHandle,
     /// Live and recent calls.
     pub calls: router::records::CallRecords,
+    /// The router's webhook client (its counters).
+    pub webhooks: router::webhook::WebhookClient,
+    /// The RTP port pool (its occupancy).
+    pub rtp_ports: media::ports::PortPool,
     /// Who is online.
     pub presence: presence::Registry,
     /// The WebSocket gateway (`/v1/ws`, outside the API key: clients bring access tokens).
@@ -261,6 +265,44 @@ async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
             .iter()
             .copied()
             .zip(calls.ended),
+    );
+
+    let webhooks = state.webhooks.metrics();
+    out.single(
+        "tandem_webhook_fetches_total",
+        COUNTER,
+        "Call-instruction requests made.",
+        webhooks.fetches,
+    );
+    out.single(
+        "tandem_webhook_fetch_failures_total",
+        COUNTER,
+        "Call-instruction requests that failed.",
+        webhooks.fetch_failures,
+    );
+    out.labelled(
+        "tandem_status_callbacks_total",
+        COUNTER,
+        "Status callbacks, by result.",
+        "result",
+        [
+            ("sent", webhooks.callbacks_sent),
+            ("failed", webhooks.callbacks_failed),
+            ("dropped", webhooks.callbacks_dropped),
+        ]
+        .into_iter(),
+    );
+    out.single(
+        "tandem_media_rtp_port_pairs_leased",
+        GAUGE,
+        "RTP/RTCP port pairs in use.",
+        state.rtp_ports.leased() as u64,
+    );
+    out.single(
+        "tandem_media_rtp_port_pairs_capacity",
+        GAUGE,
+        "RTP/RTCP port pairs in the configured range.",
+        state.rtp_ports.capacity() as u64,
     );
 
     out.single(

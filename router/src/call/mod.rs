@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use crate::config::WebhookMethod;
 use crate::sid::CallSid;
 use crate::twiml::{self, HttpMethod, Loop, Verb};
-use crate::webhook::Params;
+use crate::webhook::{loggable, Params};
 
 pub use dial::{DialStatus, LegEvent, LegFailure};
 
@@ -431,7 +431,11 @@ impl Call {
             Ok(document) => match twiml::parse(document.body.as_bytes()) {
                 Ok(response) => {
                     for warning in &response.warnings {
-                        tracing::warn!(call_sid = %self.info.sid, url = %document.url, "{warning}");
+                        tracing::warn!(
+                            call_sid = %self.info.sid,
+                            url = %loggable(&document.url),
+                            "{warning}"
+                        );
                     }
                     self.base = document.url;
                     self.verbs = response.verbs.into();
@@ -451,7 +455,7 @@ impl Call {
         };
         tracing::warn!(
             call_sid = %self.info.sid,
-            %url,
+            url = %loggable(&url),
             code = failure.code,
             error = %failure.message,
             "call instructions unusable"
@@ -784,7 +788,7 @@ impl Call {
         }
         tracing::error!(
             call_sid = %self.info.sid,
-            %url,
+            url = %loggable(url),
             code = failure.code,
             error = %failure.message,
             "application error: ending the call"

@@ -347,7 +347,7 @@ fn signed_url(url: &Url) -> Url {
 
 /// What a log may show of a URL: scheme, host, port and path, never the query (which may carry
 /// tokens) or credentials.
-fn loggable(url: &str) -> String {
+pub fn loggable(url: &str) -> String {
     match Url::parse(url) {
         Ok(parsed) if parsed.has_host() => {
             format!("{}{}", parsed.origin().ascii_serialization(), parsed.path())

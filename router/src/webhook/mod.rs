@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use media::cache::AddressPolicy;
 
-pub use client::WebhookClient;
+pub use client::{loggable, WebhookClient};
 pub use error::WebhookError;
 pub use params::Params;
 pub use signature::signature;
