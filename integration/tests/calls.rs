@@ -544,3 +544,42 @@ async fn a_dial_looping_back_into_tandem_ends_when_max_forwards_runs_out() {
     call.wait_bye(WAIT).await;
     assert_eq!(hook.requests("/voice").len(), 4);
 }
+
+#[tokio::test]
+async fn dial_number_goes_out_through_the_trunk_and_a_busy_carrier_is_busy() {
+    let carrier = Phone::listen(
+        Answer::Reject {
+            status: 486,
+            after: Duration::from_millis(50),
+        },
+        |offer| offer.to_owned(),
+    )
+    .await;
+    let hook = webhook().await;
+    hook.respond(
+        "/voice",
+        r#"<Response><Dial action="/dialed" answerOnBridge="true" callerId="+15550000"><Number>+1 (555) 123-4567</Number></Dial></Response>"#,
+    );
+    hook.respond("/dialed", r#"<Response><Reject reason="busy"/></Response>"#);
+    let numbers = format!(
+        "[[numbers]]\nnumber = \"*\"\nvoice_url = \"{}\"\n",
+        hook.url("/voice")
+    );
+    let outbound = sip::message::Uri::parse(&carrier.uri("gateway")).unwrap();
+    let tandem = Tandem::start_with_toml(&numbers, move |config| {
+        config.sip.trunks[0].outbound_uri = Some(outbound);
+    })
+    .await;
+    let phone = Phone::bind().await;
+    let caller_rtp = RtpEndpoint::bind().await;
+    let call = phone
+        .call(tandem.sip_udp(), "+15550100", &caller_rtp.sdp_offer())
+        .await;
+    let incoming = carrier.wait_invite(WAIT).await;
+    // The number (separators removed) as the user part, the callerId in From.
+    assert_eq!(incoming.invite().uri.user(), Some("+15551234567"));
+    assert_eq!(incoming.invite().headers.from.uri.user(), Some("+15550000"));
+    let dialed = hook.wait_for("/dialed", 1, WAIT).await;
+    assert_eq!(dialed[0].param("DialCallStatus"), Some("busy"));
+    assert_eq!(call.wait_final(WAIT).await.status.code(), 486);
+}
