@@ -3,16 +3,17 @@
 //! defence, shared by the prompt cache's origin fetcher and the router's webhook client.
 //!
 //! The caller follows redirects by hand and, for every hop, checks the URL ([`check_url`]),
-//! builds a client pinned to vetted addresses ([`pinned_client`]: names are resolved here, every
-//! address goes through [`AddressPolicy`], and the connection can only reach an address that
-//! passed), resolves the next hop with [`redirect_target`], and reads the final body with
+//! takes a client pinned to vetted addresses from a [`ClientPool`] (names are resolved here,
+//! every address goes through [`AddressPolicy`], and the connection can only reach an address
+//! that passed), resolves the next hop with [`redirect_target`], and reads the final body with
 //! [`read_body`], which stops at a byte cap.
 //!
 //! Invariant: no proxy is ever used (a proxy would connect on our behalf to an address we never
 //! vetted), and no redirect is followed by reqwest itself.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::header::{self, HeaderMap};
@@ -74,30 +75,102 @@ pub fn check_url(url: &Url) -> Result<(), OutboundError> {
     Ok(())
 }
 
-/// A client for one request to `url`: the host is resolved here, its addresses vetted with
-/// `policy`, and the client can connect to vetted addresses only. Redirects and proxies are off.
-pub async fn pinned_client(
-    url: &Url,
+/// Clients pinned to vetted addresses, reused across requests so that keep-alive connections
+/// are too (building a client, TLS configuration included, costs far more than a request).
+///
+/// For every request the host is resolved and its addresses vetted again; the client is
+/// looked up by (host name, vetted addresses), so a name that starts resolving elsewhere gets
+/// a new client pinned to the new addresses (no DNS rebinding through a reused client). All
+/// IP-literal URLs share one client: their address is in the URL and was vetted. Cloning
+/// shares the pool.
+#[derive(Clone)]
+pub struct ClientPool {
+    inner: Arc<PoolInner>,
+}
+
+struct PoolInner {
     policy: AddressPolicy,
     connect_timeout: Duration,
-    user_agent: &str,
-) -> Result<reqwest::Client, OutboundError> {
-    check_url(url)?;
-    let addresses = vetted_addresses(url, policy).await?;
-    let mut builder = reqwest::Client::builder()
-        .redirect(redirect::Policy::none())
-        .no_proxy()
-        .connect_timeout(connect_timeout)
-        .user_agent(user_agent);
-    if let Some(url::Host::Domain(domain)) = url.host() {
-        // Pin the name to the addresses vetted above: reqwest will not resolve it again, so a
-        // DNS answer that changes between our check and the connect (rebinding) cannot
-        // redirect the connection. An IP-literal host was itself vetted and needs no pin.
-        builder = builder.resolve_to_addrs(domain, &addresses);
+    user_agent: &'static str,
+    clients: Mutex<HashMap<PoolKey, reqwest::Client>>,
+}
+
+/// A name and the addresses it was pinned to; `None` for the shared IP-literal client.
+type PoolKey = Option<(String, Vec<SocketAddr>)>;
+
+/// Clients kept at most; the pool is emptied when full (names are few in practice).
+const MAX_POOLED_CLIENTS: usize = 256;
+
+impl ClientPool {
+    /// A pool whose clients connect only to addresses `policy` allows.
+    pub fn new(policy: AddressPolicy, connect_timeout: Duration, user_agent: &'static str) -> Self {
+        ClientPool {
+            inner: Arc::new(PoolInner {
+                policy,
+                connect_timeout,
+                user_agent,
+                clients: Mutex::new(HashMap::new()),
+            }),
+        }
     }
-    builder
-        .build()
-        .map_err(|error| OutboundError::Client(Arc::new(error)))
+
+    /// The policy the pool vets addresses with.
+    pub fn policy(&self) -> AddressPolicy {
+        self.inner.policy
+    }
+
+    /// A client for one request to `url`: the URL checked, the host resolved and its addresses
+    /// vetted now, and a client that can connect to those addresses only. Redirects and
+    /// proxies are off.
+    pub async fn client(&self, url: &Url) -> Result<reqwest::Client, OutboundError> {
+        check_url(url)?;
+        let addresses = vetted_addresses(url, self.inner.policy).await?;
+        let key = match url.host() {
+            Some(url::Host::Domain(domain)) => Some((domain.to_owned(), addresses)),
+            _ => None,
+        };
+        if let Some(client) = self.lock().get(&key) {
+            return Ok(client.clone());
+        }
+        let mut builder = reqwest::Client::builder()
+            .redirect(redirect::Policy::none())
+            .no_proxy()
+            .connect_timeout(self.inner.connect_timeout)
+            .user_agent(self.inner.user_agent);
+        if let Some((domain, addresses)) = &key {
+            // Pin the name to the addresses vetted above: reqwest will not resolve it again, so
+            // a DNS answer that changes between our check and the connect (rebinding) cannot
+            // redirect the connection.
+            builder = builder.resolve_to_addrs(domain, addresses);
+        }
+        let client = builder
+            .build()
+            .map_err(|error| OutboundError::Client(Arc::new(error)))?;
+        let mut clients = self.lock();
+        if clients.len() >= MAX_POOLED_CLIENTS {
+            clients.clear();
+        }
+        clients.insert(key, client.clone());
+        Ok(client)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PoolKey, reqwest::Client>> {
+        // Plain data, never held across an await: a poisoned lock still holds usable clients.
+        self.inner
+            .clients
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl std::fmt::Debug for ClientPool {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("ClientPool")
+            .field("policy", &self.inner.policy)
+            .field("clients", &self.lock().len())
+            .finish()
+    }
 }
 
 /// Resolves the URL's host and keeps the addresses `policy` allows. Fails with the first

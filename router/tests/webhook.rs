@@ -883,3 +883,46 @@ fn status_callbacks_outside_a_runtime_are_dropped_not_panicking() {
     );
     assert_eq!(client.metrics().callbacks_dropped, 1);
 }
+
+#[tokio::test]
+async fn consecutive_requests_reuse_one_kept_alive_connection() {
+    let (listener, address) = bind().await;
+    let connections = Arc::new(Mutex::new(0u64));
+    let accepted = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            *accepted.lock().unwrap() += 1;
+            tokio::spawn(async move {
+                let mut buffer = vec![0u8; 8192];
+                // One response per request read (each request fits one read here).
+                while let Ok(n) = stream.read(&mut buffer).await {
+                    if n == 0 {
+                        return;
+                    }
+                    let body = "<Response/>";
+                    let reply = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if stream.write_all(reply.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let webhooks = client(config(), Some("token"));
+    let url = format!("http://{address}/voice");
+    for _ in 0..5 {
+        let fetched = webhooks
+            .fetch(&url, WebhookMethod::Get, &Params::new())
+            .await
+            .unwrap();
+        assert_eq!(fetched.body, "<Response/>");
+    }
+    assert_eq!(
+        *connections.lock().unwrap(),
+        1,
+        "a new connection per request"
+    );
+}

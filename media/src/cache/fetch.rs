@@ -10,14 +10,13 @@ use std::time::Duration;
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{StatusCode, Url};
 
-use super::address::AddressPolicy;
 use super::CacheError;
 use crate::outbound;
 
-/// Fetch limits and the outbound-address policy.
+/// Fetch limits and the pinned clients (which carry the outbound-address policy).
 #[derive(Debug, Clone)]
 pub(crate) struct Fetcher {
-    pub policy: AddressPolicy,
+    pub clients: outbound::ClientPool,
     pub connect_timeout: Duration,
     pub max_redirects: usize,
     pub max_body_bytes: usize,
@@ -49,7 +48,7 @@ pub(crate) enum Fetched {
     },
 }
 
-const USER_AGENT: &str = concat!("tandem-media/", env!("CARGO_PKG_VERSION"));
+pub(crate) const USER_AGENT: &str = concat!("tandem-media/", env!("CARGO_PKG_VERSION"));
 
 impl Fetcher {
     /// Fetches `url`, following at most `max_redirects` redirects. The caller bounds the total
@@ -102,8 +101,7 @@ impl Fetcher {
         url: &Url,
         validators: &Validators,
     ) -> Result<reqwest::Response, CacheError> {
-        let client =
-            outbound::pinned_client(url, self.policy, self.connect_timeout, USER_AGENT).await?;
+        let client = self.clients.client(url).await?;
         let mut request = client.get(url.clone()).header(
             header::ACCEPT,
             HeaderValue::from_static("audio/*, application/octet-stream;q=0.5"),

@@ -244,7 +244,11 @@ impl Cache {
                 .map_err(CacheError::storage)?;
         }
         let fetcher = Fetcher {
-            policy: config.policy,
+            clients: crate::outbound::ClientPool::new(
+                config.policy,
+                config.connect_timeout,
+                fetch::USER_AGENT,
+            ),
             connect_timeout: config.connect_timeout,
             max_redirects: config.max_redirects,
             max_body_bytes: config.max_body_bytes,

@@ -42,6 +42,8 @@ struct Shared {
     counters: Counters,
     /// One permit per status callback in flight.
     callback_slots: Arc<Semaphore>,
+    /// Clients pinned to vetted addresses, reused with their keep-alive connections.
+    clients: outbound::ClientPool,
 }
 
 #[derive(Default)]
@@ -67,12 +69,14 @@ impl WebhookClient {
             .build()
             .map_err(|error| WebhookError::Client(Arc::new(error)))?;
         let slots = config.max_callbacks_in_flight.min(Semaphore::MAX_PERMITS);
+        let clients = outbound::ClientPool::new(config.policy, config.connect_timeout, USER_AGENT);
         Ok(WebhookClient {
             shared: Arc::new(Shared {
                 config,
                 auth_token,
                 counters: Counters::default(),
                 callback_slots: Arc::new(Semaphore::new(slots)),
+                clients,
             }),
         })
     }
@@ -269,7 +273,8 @@ impl WebhookClient {
         }
     }
 
-    /// One request over a fresh connection pinned to a vetted address of `url`'s host.
+    /// One request over a (possibly kept-alive) connection pinned to a vetted address of
+    /// `url`'s host.
     async fn send_once(
         &self,
         url: &Url,
@@ -277,13 +282,7 @@ impl WebhookClient {
         params: &Params,
     ) -> Result<reqwest::Response, WebhookError> {
         let shared = &self.shared;
-        let client = outbound::pinned_client(
-            url,
-            shared.config.policy,
-            shared.config.connect_timeout,
-            USER_AGENT,
-        )
-        .await?;
+        let client = shared.clients.client(url).await?;
         let mut request = match method {
             WebhookMethod::Get => client.get(url.clone()),
             WebhookMethod::Post => client
