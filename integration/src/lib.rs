@@ -5,11 +5,13 @@
 //!   checking request signatures;
 //! - [`phone::Phone`]: a scripted SIP user agent, as a trunk calling in or a phone called out;
 //! - [`client::Client`]: a WebSocket client app taking calls;
+//! - [`baresip::Baresip`]: a real SIP phone (baresip) run headless as a child process;
 //! - [`rtp::RtpEndpoint`]: plain RTP media with telephone events;
 //! - [`Edge`], [`UdpPeer`], [`TcpPeer`]: the SIP edge alone, and raw peers for byte-level tests.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod baresip;
 pub mod client;
 pub mod phone;
 pub mod rtp;

@@ -224,15 +224,16 @@ pub(super) async fn client(
     }
 }
 
-/// Sends the call to one SIP destination and follows it until it ends.
-pub(super) async fn sip(mut leg: LegContext, uri: Uri, target: Target) {
+/// Sends the call to one SIP destination (Request-URI `uri`, To the address of record `to`)
+/// and follows it until it ends.
+pub(super) async fn sip(mut leg: LegContext, uri: Uri, to: Uri, target: Target) {
     let endpoint = leg.services.endpoint.clone();
     let contact = endpoint.contact(target, "tandem");
     let mut from = NameAddr::new(caller_uri(&leg.caller_id, &contact));
     from.set_tag(&Tag::random());
     let mut headers = Headers::new(
         from,
-        NameAddr::new(uri.clone()),
+        NameAddr::new(to),
         CallId::random(),
         CSeq {
             seq: 1,

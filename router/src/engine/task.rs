@@ -428,7 +428,7 @@ impl CallTask {
                 // A B2BUA decrements Max-Forwards across its legs like a proxy (RFC 3261
                 // §16.6 step 3), so a dial that loops back into Tandem ends after 70 hops.
                 let hops_left = self.caller.request.headers.max_forwards.unwrap_or(70);
-                if matches!(destination, Destination::Sip(..)) && hops_left == 0 {
+                if matches!(destination, Destination::Sip { .. }) && hops_left == 0 {
                     tracing::warn!("Max-Forwards exhausted: not dialling SIP (a routing loop?)");
                     continue;
                 }
@@ -475,8 +475,12 @@ impl CallTask {
                     Destination::Device(identity, device) => {
                         tokio::spawn(leg::client(context, identity, device).instrument(span));
                     }
-                    Destination::Sip(uri, target) => {
-                        tokio::spawn(leg::sip(context, uri, target).instrument(span));
+                    Destination::Sip {
+                        request_uri,
+                        to,
+                        target,
+                    } => {
+                        tokio::spawn(leg::sip(context, request_uri, to, target).instrument(span));
                     }
                 }
                 started.push(sid);
@@ -519,12 +523,22 @@ impl CallTask {
                                 ListenTransport::Udp => Target::udp(binding.source),
                                 ListenTransport::Tcp => Target::tcp(binding.source),
                             };
-                            Destination::Sip(binding.contact.uri, target)
+                            Destination::Sip {
+                                request_uri: binding.contact.uri,
+                                to: uri.clone(),
+                                target,
+                            }
                         })
                         .collect();
                 }
                 leg::uri_target(&uri)
-                    .map(|target| vec![Destination::Sip(uri, target)])
+                    .map(|target| {
+                        vec![Destination::Sip {
+                            request_uri: uri.clone(),
+                            to: uri,
+                            target,
+                        }]
+                    })
                     .unwrap_or_default()
             }
             twiml::Target::Number(number) => {
@@ -537,7 +551,13 @@ impl CallTask {
                     sip.user = Some(number.clone());
                 }
                 leg::uri_target(trunk)
-                    .map(|target| vec![Destination::Sip(uri, target)])
+                    .map(|target| {
+                        vec![Destination::Sip {
+                            request_uri: uri.clone(),
+                            to: uri,
+                            target,
+                        }]
+                    })
                     .unwrap_or_default()
             }
         }
@@ -740,14 +760,20 @@ impl CallTask {
 /// A place a `<Dial>` noun reaches.
 enum Destination {
     Device(presence::Identity, presence::registry::Reachable),
-    Sip(sip::message::Uri, Target),
+    /// A SIP destination: the Request-URI (a registered contact, or the URI itself), the
+    /// address of record for To, and where to send.
+    Sip {
+        request_uri: sip::message::Uri,
+        to: sip::message::Uri,
+        target: Target,
+    },
 }
 
 impl Destination {
     fn describe(&self) -> String {
         match self {
             Destination::Device(identity, _) => format!("client:{}", identity.as_str()),
-            Destination::Sip(uri, _) => uri.to_string(),
+            Destination::Sip { to, .. } => to.to_string(),
         }
     }
 }

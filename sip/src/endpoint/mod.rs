@@ -150,16 +150,16 @@ impl EndpointHandle {
         });
     }
 
-    /// Sends `request` in a new client transaction toward `target`. The top Via is replaced by
-    /// ours with a fresh branch. Responses arrive on the returned channel.
+    /// Sends `request`, which we originate, in a new client transaction toward `target`. Its
+    /// Via is ours alone (RFC 3261 §8.1.1.7), with a fresh branch, whatever the request
+    /// carried. Responses arrive on the returned channel.
     pub fn send_request(
         &self,
         mut request: Request,
         target: Target,
     ) -> mpsc::UnboundedReceiver<ClientEvent> {
         let (tx, rx) = mpsc::unbounded_channel();
-        let via = self.via(target, &Branch::random());
-        request.headers.via.insert(0, via);
+        request.headers.via = vec![self.via(target, &Branch::random())];
         let _ = self.commands.send(Command::SendRequest {
             request,
             target,
@@ -175,8 +175,7 @@ impl EndpointHandle {
     pub fn send_invite(&self, mut request: Request, target: Target) -> OutgoingInvite {
         let (responses_tx, responses) = mpsc::unbounded_channel();
         let (events_tx, events) = mpsc::unbounded_channel();
-        let via = self.via(target, &Branch::random());
-        request.headers.via.insert(0, via);
+        request.headers.via = vec![self.via(target, &Branch::random())];
         let _ = self.commands.send(Command::SendRequest {
             request: request.clone(),
             target,
