@@ -758,6 +758,8 @@ impl CallTask {
 }
 
 /// A place a `<Dial>` noun reaches.
+// At most ten live for the moment a dial starts its legs: boxing would only add allocations.
+#[allow(clippy::large_enum_variant)]
 enum Destination {
     Device(presence::Identity, presence::registry::Reachable),
     /// A SIP destination: the Request-URI (a registered contact, or the URI itself), the
