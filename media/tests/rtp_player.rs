@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use media::codec;
-use media::rtp::player::{FinishReason, Loops, Player, PlayerConfig, Prompt};
+use media::rtp::player::{FinishReason, Loops, Player, PlayerConfig, PlayerError, Prompt};
 use media::rtp::{Codec, Packet, PayloadType, RtpTimestamp, Sender, SeqNo, Ssrc};
 use tokio::net::UdpSocket;
 use tokio::time::timeout;
@@ -248,4 +248,34 @@ async fn one_player_serves_many_streams_each_in_order() {
     let statistics = player.statistics();
     assert_eq!(statistics.packets_sent, 150);
     assert_eq!(statistics.send_failures, 0);
+}
+
+#[tokio::test]
+async fn an_abandoned_wait_for_the_end_can_be_resumed() {
+    let player = Player::spawn(PlayerConfig::default());
+    let source = Arc::new(socket().await);
+    let phone = socket().await;
+    let mut playback = player
+        .play(prompt(
+            &source,
+            phone.local_addr().unwrap(),
+            vec![0x55; 1600],
+            Loops::Forever,
+        ))
+        .await
+        .unwrap();
+    // A select! that gives up on the wait (what a call does when it stops a prompt)...
+    tokio::select! {
+        _ = playback.finished() => panic!("a looping prompt ended by itself"),
+        _ = tokio::time::sleep(Duration::from_millis(60)) => playback.stop(),
+    }
+    // ...still gets the end, with the sender to continue the stream.
+    let finished = playback.finished().await.unwrap();
+    assert_eq!(finished.reason, FinishReason::Stopped);
+    assert!(finished.packets_sent >= 2);
+    assert_eq!(finished.sender.packets_sent(), finished.packets_sent);
+    assert!(matches!(
+        playback.finished().await,
+        Err(PlayerError::NotRunning)
+    ));
 }

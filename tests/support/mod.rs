@@ -1,11 +1,14 @@
 //! Test support for the binary-level tests: a `tandem serve` child process with a config written
-//! for the test, on free ports, stopped on drop.
+//! for the test, on free ports, stopped on drop; and a webhook server serving fixed TwiML.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A running `tandem serve`; killed on drop if still running.
@@ -40,6 +43,12 @@ impl Tandem {
     /// 100 Trying, for as long as a test needs), SIP user 1001 (password `s3cret-1001`)
     /// exists, T1 is 100 ms.
     pub fn start() -> Tandem {
+        Tandem::start_with("")
+    }
+
+    /// `start`'s configuration with `extra` TOML appended (e.g. more `[[numbers]]` whose
+    /// webhook is a [`TwimlServer`]).
+    pub fn start_with(extra: &str) -> Tandem {
         let dir = tempfile::tempdir().unwrap();
         let voice_url = silent_webhook();
         let port = free_port();
@@ -72,6 +81,7 @@ allow = ["127.0.0.1/32"]
 [[sip_users]]
 username = "1001"
 password = "s3cret-1001"
+{extra}
 "#,
             data = dir.path().join("data").display()
         );
@@ -213,4 +223,168 @@ pub fn silent_webhook() -> String {
         }
     });
     url
+}
+
+/// A webhook server on a std thread: answers each path with the TwiML set for it (404 for
+/// other paths) and records every request, for tests that drive calls through Tandem.
+pub struct TwimlServer {
+    base: String,
+    documents: Arc<Mutex<HashMap<String, String>>>,
+    requests: Arc<Mutex<Vec<WebhookRequest>>>,
+}
+
+/// One request a [`TwimlServer`] received.
+#[derive(Debug, Clone)]
+pub struct WebhookRequest {
+    /// `GET` or `POST`.
+    pub method: String,
+    /// The path, without the query.
+    pub path: String,
+    /// The query's and the form body's parameters, decoded, in order.
+    pub params: Vec<(String, String)>,
+}
+
+impl WebhookRequest {
+    /// The first value of parameter `name`.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+impl TwimlServer {
+    /// Listens on a free loopback port.
+    pub fn start() -> TwimlServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let server = TwimlServer {
+            base: format!("http://{}", listener.local_addr().unwrap()),
+            documents: Arc::default(),
+            requests: Arc::default(),
+        };
+        let documents = server.documents.clone();
+        let requests = server.requests.clone();
+        std::thread::spawn(move || {
+            for connection in listener.incoming().flatten() {
+                let documents = documents.clone();
+                let requests = requests.clone();
+                std::thread::spawn(move || serve_twiml(connection, &documents, &requests));
+            }
+        });
+        server
+    }
+
+    /// The absolute URL of `path` (which starts with `/`).
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Answers `path` with `twiml` from now on.
+    pub fn serve(&self, path: &str, twiml: &str) {
+        self.documents
+            .lock()
+            .unwrap()
+            .insert(path.to_owned(), twiml.to_owned());
+    }
+
+    /// The requests to `path` so far, oldest first.
+    pub fn requests_to(&self, path: &str) -> Vec<WebhookRequest> {
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|request| request.path == path)
+            .cloned()
+            .collect()
+    }
+}
+
+/// Reads one HTTP/1.1 request, records it and answers with its path's document; the
+/// connection is closed after the response.
+fn serve_twiml(
+    connection: TcpStream,
+    documents: &Mutex<HashMap<String, String>>,
+    requests: &Mutex<Vec<WebhookRequest>>,
+) {
+    let _ = connection.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut reader = BufReader::new(&connection);
+    let mut request_line = String::new();
+    if reader.read_line(&mut request_line).is_err() {
+        return;
+    }
+    let mut parts = request_line.split_whitespace();
+    let (Some(method), Some(target)) = (parts.next(), parts.next()) else {
+        return;
+    };
+    let mut content_length = 0;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                content_length = value.trim().parse().unwrap_or(0);
+            }
+        }
+    }
+    let mut body = vec![0; content_length];
+    if reader.read_exact(&mut body).is_err() {
+        return;
+    }
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let mut params = form_decode(query);
+    params.extend(form_decode(&String::from_utf8_lossy(&body)));
+    requests.lock().unwrap().push(WebhookRequest {
+        method: method.to_owned(),
+        path: path.to_owned(),
+        params,
+    });
+    let document = documents.lock().unwrap().get(path).cloned();
+    let response = match document {
+        Some(twiml) => format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{twiml}",
+            twiml.len()
+        ),
+        None => "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_owned(),
+    };
+    let _ = (&connection).write_all(response.as_bytes());
+}
+
+/// `application/x-www-form-urlencoded` pairs (`+` is a space, `%XX` a byte).
+fn form_decode(text: &str) -> Vec<(String, String)> {
+    text.split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(name), percent_decode(value))
+        })
+        .collect()
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = bytes
+            .get(i + 1..i + 3)
+            .and_then(|hex| std::str::from_utf8(hex).ok())
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match (bytes[i], escaped) {
+            (b'+', _) => decoded.push(b' '),
+            (b'%', Some(byte)) => {
+                decoded.push(byte);
+                i += 2;
+            }
+            (byte, _) => decoded.push(byte),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&decoded).into_owned()
 }

@@ -1,6 +1,11 @@
-//! The prompt player: ONE task with ONE 20 ms timer that streams every playing prompt, one
+//! The prompt player: ONE thread with ONE 20 ms clock that streams every playing prompt, one
 //! packet per stream per tick. There is no task or timer per stream or per packet, so a
 //! thousand prompts cost one wake-up every 20 ms and a loop over a `Vec`.
+//!
+//! A dedicated OS thread rather than a tokio task: the runtime's timer has a 1 ms granularity
+//! and its workers run other tasks between ticks, which showed as ±3 ms of send jitter; the
+//! thread sleeps to the exact tick (`recv_timeout`, tens of microseconds of slack) and nothing
+//! else runs on it. It only calls non-blocking `try_send_to` on the runtime's sockets.
 //!
 //! Each stream is a socket, a destination, 8 kHz µ-law audio (as the prompt cache stores it)
 //! and the codec the call negotiated: PCMU is sent as is, PCMA is transcoded per packet by
@@ -9,11 +14,11 @@
 //! (RFC 3551 §4.1); the caller passes the call's [`Sender`] in and gets it back when the
 //! prompt ends, so one call's outgoing stream keeps its SSRC and numbering across prompts.
 //!
-//! Missed ticks: [`MissedTickBehavior::Burst`]. If the task is late (a loaded machine), the
-//! missed ticks fire back to back and the streams catch up, so the send rate stays locked to
-//! the wall clock and the 8 kHz timestamps never drift from real time (which RTCP's
-//! NTP/RTP timestamp pairing and the peer's jitter buffer both assume). `Delay` would instead
-//! shift every stream later for good after each stall, and `Skip` would drop audio.
+//! Missed ticks burst: if the thread is late (a loaded machine), the missed ticks run back to
+//! back and the streams catch up, so the send rate stays locked to the wall clock and the
+//! 8 kHz timestamps never drift from real time (which RTCP's NTP/RTP timestamp pairing and the
+//! peer's jitter buffer both assume). Delaying the schedule instead would shift every stream
+//! later for good after each stall, and skipping ticks would drop audio.
 //!
 //! Sends use `try_send_to`: a socket that cannot take a packet right now loses that packet
 //! (counted) instead of stalling every other stream.
@@ -22,9 +27,10 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use std::sync::mpsc;
+
 use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, oneshot};
-use tokio::time::MissedTickBehavior;
+use tokio::sync::oneshot;
 
 use super::packet;
 use super::{Codec, PayloadType, Sender, PACKET_INTERVAL, SAMPLES_PER_PACKET};
@@ -83,7 +89,7 @@ pub struct Finished {
 /// Why the player could not do what was asked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum PlayerError {
-    /// The player task has ended (its runtime shut down).
+    /// The player thread has ended (or could not start).
     #[error("the prompt player is not running")]
     NotRunning,
 }
@@ -133,7 +139,7 @@ pub struct IntervalHistogram {
 /// A running player. Cloning shares it.
 #[derive(Debug, Clone)]
 pub struct Player {
-    commands: mpsc::UnboundedSender<Command>,
+    commands: mpsc::Sender<Command>,
     statistics: Arc<Mutex<PlayerStatistics>>,
     next_id: Arc<std::sync::atomic::AtomicU64>,
 }
@@ -142,7 +148,7 @@ pub struct Player {
 #[derive(Debug)]
 pub struct Playback {
     id: u64,
-    commands: mpsc::UnboundedSender<Command>,
+    commands: mpsc::Sender<Command>,
     finished: Option<oneshot::Receiver<Finished>>,
 }
 
@@ -159,11 +165,19 @@ enum Command {
 }
 
 impl Player {
-    /// Starts the player task. Must run inside a tokio runtime.
+    /// Starts the player thread; it ends once the player and every playback are dropped. The
+    /// sockets of the prompts must belong to a running tokio runtime.
     pub fn spawn(config: PlayerConfig) -> Self {
-        let (commands, receiver) = mpsc::unbounded_channel();
+        let (commands, receiver) = mpsc::channel();
         let statistics = Arc::new(Mutex::new(PlayerStatistics::default()));
-        tokio::spawn(run(config, receiver, Arc::clone(&statistics)));
+        let published = Arc::clone(&statistics);
+        let spawned = std::thread::Builder::new()
+            .name("tandem-player".to_owned())
+            .spawn(move || run(config, receiver, published));
+        if let Err(error) = spawned {
+            // The receiver is gone with the closure: every `play` reports `NotRunning`.
+            tracing::error!(%error, "the prompt player thread could not start");
+        }
         Self {
             commands,
             statistics,
@@ -210,11 +224,13 @@ impl Playback {
         let _ = self.commands.send(Command::Stop { id: self.id });
     }
 
-    /// Waits until the prompt ends. Only the first call gets the result; later calls return
-    /// [`PlayerError::NotRunning`].
+    /// Waits until the prompt ends. Cancel-safe: a wait abandoned (in a `select!`) can be
+    /// resumed. Once the result was returned, later calls return [`PlayerError::NotRunning`].
     pub async fn finished(&mut self) -> Result<Finished, PlayerError> {
-        let receiver = self.finished.take().ok_or(PlayerError::NotRunning)?;
-        receiver.await.map_err(|_| PlayerError::NotRunning)
+        let receiver = self.finished.as_mut().ok_or(PlayerError::NotRunning)?;
+        let result = receiver.await;
+        self.finished = None;
+        result.map_err(|_| PlayerError::NotRunning)
     }
 }
 
@@ -288,56 +304,67 @@ struct Stream {
     finished: oneshot::Sender<Finished>,
 }
 
-async fn run(
+fn run(
     config: PlayerConfig,
-    mut commands: mpsc::UnboundedReceiver<Command>,
+    commands: mpsc::Receiver<Command>,
     shared: Arc<Mutex<PlayerStatistics>>,
 ) {
-    let mut interval = tokio::time::interval(config.interval);
-    interval.set_missed_tick_behavior(MissedTickBehavior::Burst);
     let mut streams: Vec<Stream> = Vec::new();
     let mut completed: Vec<Stream> = Vec::new();
     let mut statistics = PlayerStatistics::default();
     let mut payload = vec![0u8; SAMPLES_PER_PACKET as usize];
     let mut out = Vec::with_capacity(packet::HEADER_LEN + payload.len());
+    let mut next_tick = Instant::now();
     loop {
         if streams.is_empty() {
             // Idle: no ticking until there is something to play.
-            let Some(command) = commands.recv().await else {
+            let Ok(command) = commands.recv() else {
                 return;
             };
             handle_command(command, &mut streams);
             // The first packet goes out now and the next ones every interval from here.
-            interval.reset_immediately();
+            next_tick = Instant::now();
             continue;
         }
-        tokio::select! {
-            command = commands.recv() => match command {
-                Some(command) => handle_command(command, &mut streams),
-                None => return,
-            },
-            _ = interval.tick() => {
-                statistics.ticks += 1;
-                let mut index = 0;
-                while index < streams.len() {
-                    let stream = &mut streams[index];
-                    let done = send_next(stream, &mut payload, &mut out, &mut statistics, config.measure_intervals);
-                    if done {
-                        completed.push(streams.swap_remove(index));
-                    } else {
-                        index += 1;
-                    }
+        // Sleep until the tick, woken early by commands (a new prompt, a stop).
+        let now = Instant::now();
+        if next_tick > now {
+            match commands.recv_timeout(next_tick - now) {
+                Ok(command) => {
+                    handle_command(command, &mut streams);
+                    continue;
                 }
-                statistics.streams = streams.len();
-                if let Ok(mut published) = shared.lock() {
-                    published.clone_from(&statistics);
-                }
-                // Reported after publishing, so whoever hears of the end sees the counters.
-                for stream in completed.drain(..) {
-                    finish(stream, FinishReason::Completed);
-                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
             }
         }
+        statistics.ticks += 1;
+        let mut index = 0;
+        while index < streams.len() {
+            let stream = &mut streams[index];
+            let done = send_next(
+                stream,
+                &mut payload,
+                &mut out,
+                &mut statistics,
+                config.measure_intervals,
+            );
+            if done {
+                completed.push(streams.swap_remove(index));
+            } else {
+                index += 1;
+            }
+        }
+        statistics.streams = streams.len();
+        if let Ok(mut published) = shared.lock() {
+            published.clone_from(&statistics);
+        }
+        // Reported after publishing, so whoever hears of the end sees the counters.
+        for stream in completed.drain(..) {
+            finish(stream, FinishReason::Completed);
+        }
+        // Locked to the wall clock: a late tick is followed at once by the ones it missed.
+        next_tick += config.interval;
     }
 }
 

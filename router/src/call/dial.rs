@@ -232,7 +232,10 @@ impl Dialing {
                     } else {
                         DialStatus::Failed
                     };
-                    self.finish(status, None, Duration::ZERO);
+                    // Twilio names the child call of a dial that reached one party even when
+                    // it failed; with several legs no single one is "the" dialled call.
+                    let only = (self.legs.len() == 1).then(|| leg.clone());
+                    self.finish(status, only, Duration::ZERO);
                 }
             }
             LegEvent::Ended => {

@@ -339,6 +339,8 @@ fn sip_failures_map_to_twilios_statuses() {
             .handle_leg(h.at(1), dial, &leg(1), LegEvent::Failed(failure));
         let (_, _, params) = h.fetch();
         assert_eq!(params.get("DialCallStatus"), Some(expected));
+        assert_eq!(params.get("DialCallSid"), Some(leg(1).as_str()));
+        assert_eq!(params.get("DialCallDuration"), Some("0"));
     }
 }
 

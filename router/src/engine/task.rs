@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use media::ports::RtpPorts;
 use media::rtp::listener::{Listener, ListenerConfig};
-use media::rtp::player::{FinishReason, Loops, Prompt};
+use media::rtp::player::{Loops, Prompt};
 use media::rtp::relay::{Leg, Relay, RelayConfig, RtcpEndpoint};
 use media::rtp::Sender;
 use media::sdp::{self, Negotiated, Session};
@@ -366,11 +366,21 @@ impl CallTask {
                         }
                     }
                     Method::Invite => {
-                        // A re-INVITE (hold, session refresh): the session stays as answered.
+                        // A re-INVITE (hold, session refresh): answered from the same port and
+                        // codec with the direction mirrored (RFC 3264 §6.1: sendonly gets
+                        // recvonly); without a usable offer, the session as answered before.
                         response.headers.contact =
                             Contact::Addresses(vec![self.caller.contact.clone()]);
                         response.headers.push("Content-Type", "application/sdp");
-                        response.body = self.caller.answer_sdp.clone().into_bytes().into();
+                        let local = SocketAddr::new(
+                            media_ip(&self.caller.contact, self.caller.target.addr),
+                            self.caller.ports.port(),
+                        );
+                        let answer = Session::parse(&request.body)
+                            .and_then(|offer| sdp::answer(&offer, local, &CODECS))
+                            .map(|answer| answer.session.to_string())
+                            .unwrap_or_else(|_| self.caller.answer_sdp.clone());
+                        response.body = answer.into_bytes().into();
                         endpoint.respond(&key, response);
                     }
                     _ => endpoint.respond(&key, response),
@@ -815,20 +825,15 @@ async fn stream_prompt(
         Ok(playback) => playback,
         Err(error) => return (Some(error.to_string()), None),
     };
-    tokio::select! {
-        _ = &mut stop => playback.stop(),
-        finished = playback.finished() => {
-            return match finished {
-                Ok(finished) => (None, Some(finished.sender)),
-                Err(error) => (Some(error.to_string()), None),
-            };
+    let finished = tokio::select! {
+        _ = &mut stop => {
+            playback.stop();
+            playback.finished().await
         }
-    }
-    match playback.finished().await {
-        Ok(finished) => {
-            debug_assert_eq!(finished.reason, FinishReason::Stopped);
-            (None, Some(finished.sender))
-        }
+        finished = playback.finished() => finished,
+    };
+    match finished {
+        Ok(finished) => (None, Some(finished.sender)),
         Err(error) => (Some(error.to_string()), None),
     }
 }

@@ -704,13 +704,17 @@ impl Core {
             // An ACK on a dialog we created as UAC is not ours to receive; drop it.
             return;
         };
+        let cseq = request.headers.cseq.seq;
         let _ = route.call.send(CallEvent::Ack(request));
         if let Some(ServerEntry {
             transaction: ServerTransaction::Invite(t),
             ..
         }) = self.servers.get_mut(&invite)
         {
-            t.handle_ack(now);
+            // Only the ACK of this INVITE (same CSeq number) stops its 2xx retransmissions.
+            if t.request().headers.cseq.seq == cseq {
+                t.handle_ack(now);
+            }
         }
         self.drive_server(&invite);
     }
@@ -761,6 +765,18 @@ impl Core {
                         .stats
                         .dialogs
                         .store(self.dialogs.len() as u64, Ordering::Relaxed);
+                }
+            }
+        }
+        // A 2xx to a re-INVITE: the dialog's next ACK (§13.3.1.4) confirms this transaction,
+        // not the dialog's first INVITE's.
+        if let ServerTransaction::Invite(_) = &entry.transaction {
+            if response.status.is_success() {
+                if let Some(route) = dialog_key(&response.headers)
+                    .and_then(|d| self.dialogs.get_mut(&d))
+                    .filter(|route| route.invite.is_some())
+                {
+                    route.invite = Some(key.clone());
                 }
             }
         }
