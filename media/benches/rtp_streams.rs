@@ -140,8 +140,15 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 }
 
 /// CPU time of the calling thread: the first field of /proc/thread-self/schedstat (ns on CPU).
+/// CPU time of the player's own thread (named `tandem-player`), from its schedstat.
 fn thread_cpu_time() -> Duration {
-    let text = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap();
-    let nanoseconds: u64 = text.split_whitespace().next().unwrap().parse().unwrap();
-    Duration::from_nanos(nanoseconds)
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim() == "tandem-player" {
+            let text = std::fs::read_to_string(task.path().join("schedstat")).unwrap();
+            let nanoseconds: u64 = text.split_whitespace().next().unwrap().parse().unwrap();
+            return Duration::from_nanos(nanoseconds);
+        }
+    }
+    panic!("no tandem-player thread");
 }

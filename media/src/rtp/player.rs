@@ -173,7 +173,10 @@ impl Player {
         let published = Arc::clone(&statistics);
         let spawned = std::thread::Builder::new()
             .name("tandem-player".to_owned())
-            .spawn(move || run(config, receiver, published));
+            .spawn(move || {
+                raise_priority();
+                run(config, receiver, published)
+            });
         if let Err(error) = spawned {
             // The receiver is gone with the closure: every `play` reports `NotRunning`.
             tracing::error!(%error, "the prompt player thread could not start");
@@ -365,6 +368,25 @@ fn run(
         }
         // Locked to the wall clock: a late tick is followed at once by the ones it missed.
         next_tick += config.interval;
+    }
+}
+
+/// Asks for real-time scheduling (SCHED_FIFO, lowest real-time priority): a paced sender must
+/// run when its tick comes, not after whatever else the machine is doing, as media servers'
+/// timing threads do. Without the privilege (CAP_SYS_NICE) the thread stays a normal one,
+/// which is logged once.
+fn raise_priority() {
+    use thread_priority::{
+        set_thread_priority_and_policy, thread_native_id, RealtimeThreadSchedulePolicy,
+        ThreadPriority, ThreadSchedulePolicy,
+    };
+    let raised = set_thread_priority_and_policy(
+        thread_native_id(),
+        ThreadPriority::Min,
+        ThreadSchedulePolicy::Realtime(RealtimeThreadSchedulePolicy::Fifo),
+    );
+    if let Err(error) = raised {
+        tracing::info!(?error, "prompt player runs without real-time priority");
     }
 }
 
