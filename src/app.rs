@@ -132,6 +132,7 @@ pub async fn start(config: AppConfig) -> anyhow::Result<Running> {
             .iter()
             .find_map(|trunk| trunk.outbound_uri.clone()),
         records: records.clone(),
+        max_calls: config.router.max_calls.unwrap_or_else(max_calls),
     };
     let webhooks = services.webhooks.clone();
     let rtp_ports = services.ports.clone();
@@ -245,6 +246,33 @@ impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.shutdown.send(true);
     }
+}
+
+/// Descriptors kept for everything that is not a call's RTP sockets: SIP and HTTP listeners,
+/// TCP and WebSocket connections, webhook connections, files.
+const RESERVED_DESCRIPTORS: u64 = 1024;
+
+/// Descriptors one call may hold: two RTP/RTCP pairs (caller and one dialled leg) and one more
+/// for its share of connections.
+const DESCRIPTORS_PER_CALL: u64 = 5;
+
+/// The most calls the descriptor limit allows. The soft limit is raised to the hard one first
+/// (as servers do: the default soft limit of 1024 would cap Tandem at a few hundred calls).
+fn max_calls() -> usize {
+    let limit = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => limit,
+        Err(error) => {
+            tracing::warn!(%error, "could not raise the open-files limit");
+            rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft)
+        }
+    };
+    let calls = limit.saturating_sub(RESERVED_DESCRIPTORS) / DESCRIPTORS_PER_CALL;
+    tracing::info!(
+        open_files = limit,
+        max_calls = calls,
+        "call limit from the open-files limit"
+    );
+    usize::try_from(calls).unwrap_or(usize::MAX).max(1)
 }
 
 /// Pending connections the HTTP listener queues: bursts of clients (reconnect storms after a

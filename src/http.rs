@@ -267,6 +267,12 @@ async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
             .zip(calls.ended),
     );
 
+    out.single(
+        "tandem_calls_refused_overload_total",
+        COUNTER,
+        "INVITEs refused with 503 because the call limit was reached.",
+        calls.refused_overload,
+    );
     let webhooks = state.webhooks.metrics();
     out.single(
         "tandem_webhook_fetches_total",

@@ -127,3 +127,44 @@ async fn an_extension_scan_learns_nothing_about_which_users_exist() {
         shapes[0]
     );
 }
+
+#[tokio::test]
+async fn calls_beyond_the_limit_are_refused_503_at_once_and_the_others_go_on() {
+    let hook = WebhookServer::start(AUTH_TOKEN).await;
+    hook.respond("/voice", "<Response><Pause length=\"5\"/></Response>");
+    let numbers = format!(
+        "[[numbers]]\nnumber = \"*\"\nvoice_url = \"{}\"\n",
+        hook.url("/voice")
+    );
+    let tandem = Tandem::start_with_toml(&numbers, |config| {
+        config.router.max_calls = Some(2);
+    })
+    .await;
+    let phone = integration::phone::Phone::bind().await;
+    let rtp = integration::rtp::RtpEndpoint::bind().await;
+    let first = phone.call(tandem.sip_udp(), "+1", &rtp.sdp_offer()).await;
+    let second = phone.call(tandem.sip_udp(), "+2", &rtp.sdp_offer()).await;
+    first.wait_status(200, Duration::from_secs(5)).await;
+    second.wait_status(200, Duration::from_secs(5)).await;
+    let third = phone.call(tandem.sip_udp(), "+3", &rtp.sdp_offer()).await;
+    let refused = third.wait_final(Duration::from_secs(5)).await;
+    assert_eq!(refused.status.code(), 503);
+    assert_eq!(refused.reason, "Overloaded");
+    assert_eq!(refused.headers.get("Retry-After"), Some("5"));
+    assert_eq!(
+        hook.requests("/voice").len(),
+        2,
+        "no webhook for the refused call"
+    );
+    let metrics = tandem.get("/metrics").await.1;
+    assert_eq!(metric(&metrics, "tandem_calls_refused_overload_total"), 1);
+    // A slot frees up when a call ends.
+    assert_eq!(first.bye().await.status.code(), 200);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while metric(&tandem.get("/metrics").await.1, "tandem_calls_active") > 1 {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let fourth = phone.call(tandem.sip_udp(), "+4", &rtp.sdp_offer()).await;
+    fourth.wait_status(200, Duration::from_secs(5)).await;
+}

@@ -33,6 +33,9 @@ pub enum PortError {
         /// Last port of the range.
         last: u16,
     },
+    /// The process is out of file descriptors: no socket can be opened, whatever the port.
+    #[error("out of file descriptors for RTP sockets: {0}")]
+    Descriptors(#[source] std::io::Error),
     /// A bound socket could not be handed to tokio (no runtime, or the OS refused
     /// non-blocking mode).
     #[error("could not register an RTP socket with the runtime: {0}")]
@@ -125,8 +128,14 @@ impl PortPool {
             if state.leased.contains(&candidate) {
                 continue;
             }
-            let Some((rtp, rtcp)) = bind_pair(inner.address, candidate) else {
-                continue;
+            let (rtp, rtcp) = match bind_pair(inner.address, candidate) {
+                Ok(pair) => pair,
+                // Out of descriptors: every other port would fail the same way, so stop
+                // rather than try the whole range for each call.
+                Err(error) if is_descriptor_exhaustion(&error) => {
+                    return Err(PortError::Descriptors(error));
+                }
+                Err(_) => continue,
             };
             state.leased.insert(candidate);
             state.cursor = port;
@@ -182,10 +191,20 @@ fn lock(inner: &Inner) -> std::sync::MutexGuard<'_, State> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn bind_pair(address: IpAddr, port: u16) -> Option<(std::net::UdpSocket, std::net::UdpSocket)> {
-    let rtp = std::net::UdpSocket::bind(SocketAddr::new(address, port)).ok()?;
-    let rtcp = std::net::UdpSocket::bind(SocketAddr::new(address, port + 1)).ok()?;
-    rtp.set_nonblocking(true).ok()?;
-    rtcp.set_nonblocking(true).ok()?;
-    Some((rtp, rtcp))
+fn bind_pair(
+    address: IpAddr,
+    port: u16,
+) -> std::io::Result<(std::net::UdpSocket, std::net::UdpSocket)> {
+    let rtp = std::net::UdpSocket::bind(SocketAddr::new(address, port))?;
+    let rtcp = std::net::UdpSocket::bind(SocketAddr::new(address, port + 1))?;
+    rtp.set_nonblocking(true)?;
+    rtcp.set_nonblocking(true)?;
+    Ok((rtp, rtcp))
+}
+
+/// EMFILE (the process's limit) or ENFILE (the system's): no socket at all can be opened.
+fn is_descriptor_exhaustion(error: &std::io::Error) -> bool {
+    const EMFILE: i32 = 24;
+    const ENFILE: i32 = 23;
+    matches!(error.raw_os_error(), Some(EMFILE | ENFILE))
 }

@@ -11,6 +11,8 @@ pub struct Config {
     pub numbers: Vec<Number>,
     /// The account the calls belong to.
     pub account: Account,
+    /// Calls live at once at most; `None`: derived from the open-files limit at start.
+    pub max_calls: Option<usize>,
 }
 
 /// The account: its sid appears in webhook requests as `AccountSid`, its auth token signs them.

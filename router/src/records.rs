@@ -61,6 +61,7 @@ struct Inner {
     live: DashMap<CallSid, CallRecord>,
     recent: Mutex<VecDeque<CallRecord>>,
     outcomes: Outcomes,
+    overload: AtomicU64,
 }
 
 /// Calls ended, by final status (since start).
@@ -80,6 +81,8 @@ pub struct Metrics {
     pub active: u64,
     /// Ended calls by final status, in the order of [`Metrics::OUTCOMES`].
     pub ended: [u64; 5],
+    /// INVITEs refused with 503 because the call limit was reached.
+    pub refused_overload: u64,
 }
 
 impl Metrics {
@@ -112,6 +115,11 @@ impl CallRecords {
             recent.pop_front();
         }
         recent.push_back(record);
+    }
+
+    /// Counts an INVITE refused because the call limit was reached.
+    pub fn count_overload(&self) {
+        self.inner.overload.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Calls live now.
@@ -149,6 +157,7 @@ impl CallRecords {
                 &outcomes.failed,
             ]
             .map(|counter| counter.load(Ordering::Relaxed)),
+            refused_overload: self.inner.overload.load(Ordering::Relaxed),
         }
     }
 

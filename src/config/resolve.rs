@@ -75,6 +75,8 @@ pub(super) fn resolve(file: File, environment: Environment<'_>) -> Result<AppCon
     let router = router::Config {
         numbers: numbers(file.numbers)?,
         account: account(file.account, environment)?,
+        // Derived from the open-files limit at start; tests set it directly.
+        max_calls: None,
     };
     let presence = presence_config(&file.presence)?;
     let drain_grace = Duration::from_secs(bounded(

@@ -49,7 +49,14 @@ pub struct Services {
     pub outbound_trunk: Option<Uri>,
     /// The call table of the HTTP API and metrics.
     pub records: CallRecords,
+    /// Calls live at once at most; a new INVITE beyond is refused with 503 at once, before it
+    /// costs a webhook or a socket (the binary derives it from the descriptor limit: each
+    /// call holds up to four RTP sockets per leg pair).
+    pub max_calls: usize,
 }
+
+/// Seconds a caller refused for overload is asked to wait (Retry-After).
+const OVERLOAD_RETRY_AFTER: u32 = 5;
 
 impl Services {
     /// The status callback URL of the application answering `dialled`, if any.
@@ -87,6 +94,19 @@ pub async fn run(services: Arc<Services>, mut calls: mpsc::Receiver<IncomingCall
                 base: DEMO_BASE.to_owned(),
             },
         };
+        if services.records.active() >= services.max_calls {
+            // Shed load before it costs descriptors: a switch out of sockets fails every call,
+            // one that refuses some keeps the others (RFC 3261 §21.5.4, Retry-After §20.33).
+            services.records.count_overload();
+            let mut response = call
+                .response(StatusCode::SERVICE_UNAVAILABLE)
+                .with_reason("Overloaded");
+            response
+                .headers
+                .push("Retry-After", OVERLOAD_RETRY_AFTER.to_string());
+            services.endpoint.respond(&call.key, response);
+            continue;
+        }
         let sid = CallSid::random();
         tracing::info!(call_sid = %sid, %dialled, origin = ?call.origin, "incoming call");
         tokio::spawn(task::run(services.clone(), call, sid, start));
