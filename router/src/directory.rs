@@ -126,6 +126,7 @@ mod tests {
         Directory::new(&Config {
             numbers,
             account: Account::default(),
+            max_calls: None,
         })
     }
 
