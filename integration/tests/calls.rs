@@ -583,3 +583,68 @@ async fn dial_number_goes_out_through_the_trunk_and_a_busy_carrier_is_busy() {
     assert_eq!(dialed[0].param("DialCallStatus"), Some("busy"));
     assert_eq!(call.wait_final(WAIT).await.status.code(), 486);
 }
+
+/// Waits for a gauge of `/metrics` to read `value` (housekeeping sweeps every 5 s).
+async fn wait_gauge(tandem: &Tandem, name: &str, value: u64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(12);
+    loop {
+        let text = tandem.get("/metrics").await.1;
+        let current: u64 = text
+            .lines()
+            .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or(u64::MAX);
+        if current == value {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{name} stays {current}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn cancelled_and_unanswered_sip_legs_leave_no_dialog_behind() {
+    let callee = Phone::listen(Answer::Never, |offer| offer.to_owned()).await;
+    let hook = webhook().await;
+    hook.respond(
+        "/voice",
+        format!(
+            r#"<Response><Dial answerOnBridge="true"><Sip>{}</Sip></Dial></Response>"#,
+            callee.uri("ring")
+        ),
+    );
+    hook.respond(
+        "/unanswered",
+        format!(
+            r#"<Response><Dial timeout="1"><Sip>{}</Sip></Dial></Response>"#,
+            callee.uri("ring")
+        ),
+    );
+    let numbers = format!(
+        "[[numbers]]\nnumber = \"+1\"\nvoice_url = \"{}\"\n[[numbers]]\nnumber = \"+2\"\nvoice_url = \"{}\"\n",
+        hook.url("/voice"),
+        hook.url("/unanswered")
+    );
+    let tandem = Tandem::start_with_toml(&numbers, |_| {}).await;
+    let phone = Phone::bind().await;
+    let caller_rtp = RtpEndpoint::bind().await;
+    // The caller cancels while the dialled party rings.
+    let cancelled = phone
+        .call(tandem.sip_udp(), "+1", &caller_rtp.sdp_offer())
+        .await;
+    callee.wait_invite(WAIT).await;
+    cancelled.wait_status(180, WAIT).await;
+    cancelled.cancel().await;
+    cancelled.wait_status(487, WAIT).await;
+    // Nobody answers in time: Tandem cancels the leg and hangs up the caller.
+    let unanswered = phone
+        .call(tandem.sip_udp(), "+2", &caller_rtp.sdp_offer())
+        .await;
+    unanswered.wait_status(200, WAIT).await;
+    unanswered.wait_bye(WAIT).await;
+    wait_gauge(&tandem, "tandem_calls_active", 0).await;
+    wait_gauge(&tandem, "tandem_sip_dialogs", 0).await;
+    wait_gauge(&tandem, "tandem_media_rtp_port_pairs_leased", 0).await;
+}

@@ -187,8 +187,11 @@ pub struct Core {
     shared: Arc<Shared>,
     calls: mpsc::Sender<IncomingCall>,
     challenger: Challenger,
-    servers: HashMap<Key, ServerEntry>,
-    clients: HashMap<Key, ClientEntry>,
+    // Boxed: tens of thousands of transactions live at a few hundred calls per second (each
+    // lingers 32 s), and growing a table of inline entries moved megabytes in one go, a stall
+    // of the whole endpoint; boxes make a rehash move pointers.
+    servers: HashMap<Key, Box<ServerEntry>>,
+    clients: HashMap<Key, Box<ClientEntry>>,
     merged: HashMap<MergeKey, Key>,
     dialogs: HashMap<DialogKey, DialogRoute>,
     /// Timer deadlines; stale entries are skipped when popped.
@@ -410,7 +413,7 @@ impl Core {
         }
         self.servers.insert(
             key.clone(),
-            ServerEntry {
+            Box::new(ServerEntry {
                 transaction,
                 reply_to,
                 call: None,
@@ -418,7 +421,7 @@ impl Core {
                 merge_key: if merged { None } else { merge_key },
                 answer_by: None,
                 origin,
-            },
+            }),
         );
         self.shared
             .stats
@@ -709,7 +712,7 @@ impl Core {
         if let Some(ServerEntry {
             transaction: ServerTransaction::Invite(t),
             ..
-        }) = self.servers.get_mut(&invite)
+        }) = self.servers.get_mut(&invite).map(|entry| &mut **entry)
         {
             // Only the ACK of this INVITE (same CSeq number) stops its 2xx retransmissions.
             if t.request().headers.cseq.seq == cseq {
@@ -805,12 +808,12 @@ impl Core {
         };
         self.clients.insert(
             key.clone(),
-            ClientEntry {
+            Box::new(ClientEntry {
                 transaction,
                 target,
                 events,
                 dialog,
-            },
+            }),
         );
         self.shared
             .stats
