@@ -13,8 +13,9 @@
 #              10 % cancelled: <Dial answerOnBridge="true"> to the ringing callee; the caller
 #                   cancels after the relayed 180 (tests/sipp/calls/cancel_ringing.xml).
 #   MINUTES  how long (default 30)
-# Environment: CALL_MS (default 1000), SAMPLE_S (default 60), CARGO_TARGET_DIR, KEEP (keep and
-#   name the working directory with every log).
+# Environment: CALL_MS (default 1000), SAMPLE_S (default 60), PORT_BASE (default 8000: SIP on
+#   +60, HTTP +88, callees +70/+71, callers +81..83, webhooks +91..93), CARGO_TARGET_DIR, KEEP
+#   (keep and name the working directory with every log).
 #
 # Prints one line per sample (Tandem's RSS, open files, calls/transactions/dialogs/RTP pairs in
 # use, CPU share) and a verdict: every SIPp call successful; RSS flat under steady load (the last
@@ -30,12 +31,13 @@ minutes=${2:-30}
 call_ms=${CALL_MS:-1000}
 sample_s=${SAMPLE_S:-60}
 target_dir=${CARGO_TARGET_DIR:-$repo/target}
-tandem_port=8060
-http_port=8088
-uas_port=8070
-ring_port=8071
-webhook_ports=(8091 8092 8093)
-uac_ports=(8081 8082 8083)
+base=${PORT_BASE:-8000}
+tandem_port=$((base + 60))
+http_port=$((base + 88))
+uas_port=$((base + 70))
+ring_port=$((base + 71))
+webhook_ports=($((base + 91)) $((base + 92)) $((base + 93)))
+uac_ports=($((base + 81)) $((base + 82)) $((base + 83)))
 
 command -v sipp >/dev/null || { echo "error: sipp missing: apt-get install sip-tester" >&2; exit 1; }
 ulimit -n "$(ulimit -Hn)"
@@ -90,7 +92,7 @@ listen = ["udp:127.0.0.1:$tandem_port"]
 listen = "127.0.0.1:$http_port"
 api_key = "$api_key"
 [media]
-rtp_ports = "30000-59999"
+rtp_ports = "$((base * 4))-$((base * 4 + 9999))"
 [[numbers]]
 number = "+1000"
 voice_url = "http://127.0.0.1:${webhook_ports[0]}/voice"
@@ -110,11 +112,11 @@ pids+=("$tandem_pid")
 wait_http "http://127.0.0.1:$http_port/healthz"
 
 # The callees: one answers every call, one rings until cancelled.
-(cd "$work" && exec sipp -sf "$repo/bench/sipp/uas.xml" -t u1 -i 127.0.0.1 -p "$uas_port" -mp 7300 \
+(cd "$work" && exec sipp -sf "$repo/bench/sipp/uas.xml" -t u1 -i 127.0.0.1 -p "$uas_port" -mp $((base - 700)) \
   -buff_size 8388608 -nostdin -trace_stat -stf "$work/uas.csv" -fd 10 >/dev/null 2>"$work/uas.err") &
 pids+=($!)
 (cd "$work" && exec sipp -sf "$repo/tests/sipp/calls/uas_ring_cancelled.xml" -t u1 -i 127.0.0.1 \
-  -p "$ring_port" -mp 7400 -buff_size 8388608 -nostdin -trace_stat -stf "$work/ring.csv" -fd 10 \
+  -p "$ring_port" -mp $((base - 600)) -buff_size 8388608 -nostdin -trace_stat -stf "$work/ring.csv" -fd 10 \
   >/dev/null 2>"$work/ring.err") &
 pids+=($!)
 wait_udp "$uas_port"
@@ -134,7 +136,7 @@ uac_pids=()
 for index in 0 1 2; do
   calls=$((rates[index] * seconds))
   (cd "$work" && exec sipp "127.0.0.1:$tandem_port" -sf "${scenarios[index]}" -t u1 -i 127.0.0.1 \
-    -p "${uac_ports[index]}" -mp $((7500 + index * 100)) -s "${numbers[index]}" \
+    -p "${uac_ports[index]}" -mp $((base - 500 + index * 100)) -s "${numbers[index]}" \
     -r "${rates[index]}" -m "$calls" -d "$call_ms" -buff_size 8388608 -nostdin \
     -recv_timeout 40000 -timeout $((seconds + 120))s \
     -trace_stat -stf "$work/uac-${names[index]}.csv" -fd 10 \

@@ -756,6 +756,11 @@ impl Core {
             tracing::debug!(?key, "response for a finished transaction dropped");
             return;
         };
+        // Answered: housekeeping must not take the transaction, lingering for Timer J, for one
+        // that call control left unanswered.
+        if response.status.code() >= 200 {
+            entry.answer_by = None;
+        }
         // A 1xx/2xx with a To tag to an INVITE creates a dialog route to the owning call.
         if let (ServerTransaction::Invite(_), Some(call)) = (&entry.transaction, &entry.call) {
             if response.status != StatusCode::TRYING && response.status.code() < 300 {
