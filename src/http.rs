@@ -232,6 +232,12 @@ async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
         relaxed(&sip.invites_refused),
     );
     out.single(
+        "tandem_sip_invites_shed_total",
+        COUNTER,
+        "INVITEs refused with 503 while the SIP endpoint was falling behind.",
+        relaxed(&sip.invites_shed),
+    );
+    out.single(
         "tandem_sip_rate_limited_total",
         COUNTER,
         "SIP requests dropped by the per-source rate limit.",

@@ -321,7 +321,10 @@ async fn run(
         let deadline = core.poll_timeout();
         tokio::select! {
             _ = crate::transport::stopped(&mut shutdown) => break,
-            Some(item) = inbound.recv() => core.handle_inbound(Instant::now(), item),
+            Some(item) = inbound.recv() => {
+                core.set_backlog(inbound.len());
+                core.handle_inbound(Instant::now(), item)
+            }
             Some(command) = commands.recv() => core.handle_command(Instant::now(), command),
             _ = sleep_until(deadline) => core.handle_timeout(Instant::now()),
             _ = housekeeping.tick() => core.housekeeping(Instant::now()),

@@ -26,6 +26,8 @@ pub struct Stats {
     pub invites_refused: AtomicU64,
     /// Requests dropped by the per-source rate limit.
     pub rate_limited: AtomicU64,
+    /// INVITEs refused with 503 because the endpoint's inbound queue was too long.
+    pub invites_shed: AtomicU64,
     /// Sources the rate limiter tracks now.
     pub rate_limited_sources: AtomicU64,
 }
