@@ -158,7 +158,6 @@ sample() {
   local rss
   rss=$(rss_kib "$tandem_pid")
   [ -n "$first_rss" ] || first_rss=$rss
-  load_rss=$rss
   local ticks
   ticks=$(cpu_ticks "$tandem_pid")
   local cpu
@@ -176,14 +175,13 @@ while :; do
   $running || break
   sleep "$sample_s"
   sample
+  load_rss=$(rss_kib "$tandem_pid")
 done
 
 # Settle past Timer D/H/J (32 s), then look again.
 sleep 40
 echo "after settling 40 s:"
-under_load_rss=$load_rss
 sample
-load_rss=$under_load_rss
 m=$(metrics)
 end_rss=$(rss_kib "$tandem_pid")
 end_files=$(open_files "$tandem_pid")

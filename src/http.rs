@@ -244,6 +244,12 @@ async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
         relaxed(&sip.rate_limited),
     );
     out.single(
+        "tandem_sip_rate_limited_sources",
+        GAUGE,
+        "Source addresses the per-source rate limit tracks.",
+        relaxed(&sip.rate_limited_sources),
+    );
+    out.single(
         "tandem_sip_tcp_refused_total",
         COUNTER,
         "TCP connections refused by the per-source cap.",

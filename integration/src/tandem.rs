@@ -218,6 +218,14 @@ allow = ["127.0.0.1/32"]
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: not JSON ({e}): {body}"))
     }
 
+    /// The value of an unlabelled metric of `/metrics` (panics if absent).
+    pub async fn metric(&self, name: &str) -> u64 {
+        let (_, text) = self.get("/metrics").await;
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+    }
+
     /// `POST path` with a JSON body and the API key, which must answer 2xx with JSON.
     pub async fn post_json(&self, path: &str, body: serde_json::Value) -> serde_json::Value {
         let response = self

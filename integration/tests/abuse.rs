@@ -35,12 +35,6 @@ async fn drain(socket: &UdpSocket, quiet: Duration) -> Vec<String> {
     received
 }
 
-fn metric(text: &str, name: &str) -> u64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
-}
-
 #[tokio::test]
 async fn an_invite_flood_from_a_non_trunk_is_rate_limited_answered_statelessly_and_never_reaches_a_webhook(
 ) {
@@ -71,10 +65,9 @@ async fn an_invite_flood_from_a_non_trunk_is_rate_limited_answered_statelessly_a
     for answer in &answers {
         assert!(answer.starts_with("SIP/2.0 403 "), "{answer}");
     }
-    let metrics = tandem.get("/metrics").await.1;
-    assert!(metric(&metrics, "tandem_sip_rate_limited_total") >= u64::from(FLOOD) / 2);
-    assert_eq!(metric(&metrics, "tandem_sip_server_transactions"), 0);
-    assert_eq!(metric(&metrics, "tandem_calls_active"), 0);
+    assert!(tandem.metric("tandem_sip_rate_limited_total").await >= u64::from(FLOOD) / 2);
+    assert_eq!(tandem.metric("tandem_sip_server_transactions").await, 0);
+    assert_eq!(tandem.metric("tandem_calls_active").await, 0);
     assert!(hook.requests("*").is_empty(), "a webhook was called");
 
     // The trunk is not limited: its call still goes through at once.
@@ -156,12 +149,14 @@ async fn calls_beyond_the_limit_are_refused_503_at_once_and_the_others_go_on() {
         2,
         "no webhook for the refused call"
     );
-    let metrics = tandem.get("/metrics").await.1;
-    assert_eq!(metric(&metrics, "tandem_calls_refused_overload_total"), 1);
+    assert_eq!(
+        tandem.metric("tandem_calls_refused_overload_total").await,
+        1
+    );
     // A slot frees up when a call ends.
     assert_eq!(first.bye().await.status.code(), 200);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while metric(&tandem.get("/metrics").await.1, "tandem_calls_active") > 1 {
+    while tandem.metric("tandem_calls_active").await > 1 {
         assert!(tokio::time::Instant::now() < deadline);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

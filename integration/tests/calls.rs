@@ -588,11 +588,7 @@ async fn dial_number_goes_out_through_the_trunk_and_a_busy_carrier_is_busy() {
 async fn wait_gauge(tandem: &Tandem, name: &str, value: u64) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(12);
     loop {
-        let text = tandem.get("/metrics").await.1;
-        let current: u64 = text
-            .lines()
-            .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
-            .unwrap_or(u64::MAX);
+        let current = tandem.metric(name).await;
         if current == value {
             return;
         }

@@ -114,11 +114,6 @@ impl ClientPool {
         }
     }
 
-    /// The policy the pool vets addresses with.
-    pub fn policy(&self) -> AddressPolicy {
-        self.inner.policy
-    }
-
     /// A client for one request to `url`: the URL checked, the host resolved and its addresses
     /// vetted now, and a client that can connect to those addresses only. Redirects and
     /// proxies are off.

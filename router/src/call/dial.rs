@@ -252,7 +252,7 @@ impl Dialing {
     }
 
     /// The outcome, once the dial is over (returned once).
-    pub(super) fn outcome(&mut self, _now: Instant) -> Option<Outcome> {
+    pub(super) fn outcome(&mut self) -> Option<Outcome> {
         self.outcome.take()
     }
 

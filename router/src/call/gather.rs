@@ -110,7 +110,7 @@ impl Gathering {
     }
 
     /// The deadline passed.
-    pub(super) fn time_out(&mut self, _now: Instant) -> Timeout {
+    pub(super) fn time_out(&self) -> Timeout {
         match self.phase {
             Phase::Pausing(_) => Timeout::PauseOver,
             _ => Timeout::Finished(self.result()),

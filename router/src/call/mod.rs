@@ -350,16 +350,6 @@ impl Call {
         call
     }
 
-    /// The call's SID.
-    pub fn sid(&self) -> &CallSid {
-        &self.info.sid
-    }
-
-    /// What the call is, as given at creation.
-    pub fn info(&self) -> &CallInfo {
-        &self.info
-    }
-
     /// The call's status now.
     pub fn status(&self) -> CallStatus {
         self.status
@@ -393,7 +383,7 @@ impl Call {
                 self.run(now);
             }
             Activity::Gathering(gathering) if gathering.deadline().is_some_and(|d| d <= now) => {
-                match gathering.time_out(now) {
+                match gathering.time_out() {
                     gather::Timeout::PauseOver => self.next_gather_prompt(now),
                     gather::Timeout::Finished(result) => self.finish_gather(now, result),
                 }
@@ -689,7 +679,7 @@ impl Call {
         let Activity::Dialing(dialing) = &mut self.activity else {
             return;
         };
-        let Some(outcome) = dialing.outcome(now) else {
+        let Some(outcome) = dialing.outcome() else {
             return;
         };
         let action_url = dialing

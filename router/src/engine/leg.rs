@@ -301,13 +301,7 @@ pub(super) async fn sip(mut leg: LegContext, uri: Uri, to: Uri, target: Target) 
                     }
                 }
                 let Some(current) = dialog.as_mut() else { continue };
-                let in_dialog = dialog_target(current.remote_target(), target);
-                let ack = current.create_ack(
-                    outgoing.request.headers.cseq.seq,
-                    endpoint.via(in_dialog, &Branch::random()),
-                );
-                endpoint.send_stateless(ack, in_dialog);
-                current.confirm();
+                acknowledge(&endpoint, current, &outgoing.request, target);
                 if answered {
                     continue;
                 }
@@ -381,13 +375,7 @@ async fn drain_after_cancel(
         }
         if response.status.code() < 300 {
             if let Ok(mut dialog) = Dialog::new_uac(invite, &response) {
-                let in_dialog = dialog_target(dialog.remote_target(), target);
-                let ack = dialog.create_ack(
-                    invite.headers.cseq.seq,
-                    endpoint.via(in_dialog, &Branch::random()),
-                );
-                endpoint.send_stateless(ack, in_dialog);
-                dialog.confirm();
+                acknowledge(endpoint, &mut dialog, invite, target);
                 send_bye(endpoint, &mut dialog, contact, target);
             }
         }
@@ -395,8 +383,25 @@ async fn drain_after_cancel(
     }
 }
 
+/// ACKs a 2xx to `invite` in `dialog` (RFC 3261 §13.2.2.4: outside any transaction, to the
+/// remote target) and confirms the dialog.
+fn acknowledge(
+    endpoint: &sip::endpoint::EndpointHandle,
+    dialog: &mut Dialog,
+    invite: &Request,
+    fallback: Target,
+) {
+    let target = dialog_target(dialog.remote_target(), fallback);
+    let ack = dialog.create_ack(
+        invite.headers.cseq.seq,
+        endpoint.via(target, &Branch::random()),
+    );
+    endpoint.send_stateless(ack, target);
+    dialog.confirm();
+}
+
 /// Sends BYE in `dialog`; nobody waits for its response (the transaction retransmits alone).
-fn send_bye(
+pub(super) fn send_bye(
     endpoint: &sip::endpoint::EndpointHandle,
     dialog: &mut Dialog,
     contact: &NameAddr,

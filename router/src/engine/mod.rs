@@ -58,16 +58,6 @@ pub struct Services {
 /// Seconds a caller refused for overload is asked to wait (Retry-After).
 const OVERLOAD_RETRY_AFTER: u32 = 5;
 
-impl Services {
-    /// The status callback URL of the application answering `dialled`, if any.
-    fn status_callback_for(&self, dialled: &str) -> Option<String> {
-        match self.directory.resolve(dialled) {
-            Resolution::Application(number) => number.status_callback.clone(),
-            _ => None,
-        }
-    }
-}
-
 /// Takes every incoming call until the endpoint stops.
 pub async fn run(services: Arc<Services>, mut calls: mpsc::Receiver<IncomingCall>) {
     let demo = match crate::twiml::parse(DEMO_DOCUMENT.as_bytes()) {
@@ -80,7 +70,7 @@ pub async fn run(services: Arc<Services>, mut calls: mpsc::Receiver<IncomingCall
     };
     while let Some(call) = calls.recv().await {
         let dialled = call.request.uri.user().unwrap_or_default().to_owned();
-        let start = match services.directory.resolve(&dialled) {
+        let (start, status_callback) = match services.directory.resolve(&dialled) {
             Resolution::NotFound => {
                 tracing::info!(%dialled, "no application for the dialled number");
                 services
@@ -88,11 +78,16 @@ pub async fn run(services: Arc<Services>, mut calls: mpsc::Receiver<IncomingCall
                     .respond(&call.key, call.response(StatusCode::NOT_FOUND));
                 continue;
             }
-            Resolution::Application(number) => webhook_start(number),
-            Resolution::DemoApplication => Start::Document {
-                verbs: demo.clone(),
-                base: DEMO_BASE.to_owned(),
-            },
+            Resolution::Application(number) => {
+                (webhook_start(number), number.status_callback.clone())
+            }
+            Resolution::DemoApplication => (
+                Start::Document {
+                    verbs: demo.clone(),
+                    base: DEMO_BASE.to_owned(),
+                },
+                None,
+            ),
         };
         if services.records.active() >= services.max_calls {
             // Shed load before it costs descriptors: a switch out of sockets fails every call,
@@ -109,7 +104,13 @@ pub async fn run(services: Arc<Services>, mut calls: mpsc::Receiver<IncomingCall
         }
         let sid = CallSid::random();
         tracing::info!(call_sid = %sid, %dialled, origin = ?call.origin, "incoming call");
-        tokio::spawn(task::run(services.clone(), call, sid, start));
+        tokio::spawn(task::run(
+            services.clone(),
+            call,
+            sid,
+            start,
+            status_callback,
+        ));
     }
 }
 

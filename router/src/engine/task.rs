@@ -17,7 +17,7 @@ use media::sdp::{self, Negotiated, Session};
 use sip::config::ListenTransport;
 use sip::dialog::Dialog;
 use sip::endpoint::{CallEvent, IncomingCall};
-use sip::message::{Branch, Contact, Method, NameAddr, Request, Response, StatusCode, Transport};
+use sip::message::{Contact, Method, NameAddr, Request, Response, StatusCode, Transport};
 use sip::transport::Target;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -49,6 +49,7 @@ pub(super) async fn run(
     incoming: IncomingCall,
     sid: CallSid,
     start: Start,
+    status_callback: Option<String>,
 ) {
     let span = tracing::info_span!("call", call_sid = %sid);
     async move {
@@ -78,7 +79,7 @@ pub(super) async fn run(
             from,
             to,
             start,
-            status_callback: None,
+            status_callback,
         };
         task.run(info, record).await;
     }
@@ -95,6 +96,8 @@ struct Caller {
     target: Target,
     contact: NameAddr,
     ports: RtpPorts,
+    /// Our RTP address as our SDP gives it to the caller (its IP is also what dialled legs get).
+    media: SocketAddr,
     answer_sdp: String,
     negotiated: Negotiated,
     dialog: Option<Dialog>,
@@ -127,6 +130,8 @@ struct CallTask {
     digits: (mpsc::Sender<char>, mpsc::Receiver<char>),
     relay: Option<(CallSid, Relay)>,
     legs: HashMap<CallSid, LegHandle>,
+    /// The record as last published to the call table.
+    published: Option<CallRecord>,
     leg_reports: (
         mpsc::UnboundedSender<LegReport>,
         mpsc::UnboundedReceiver<LegReport>,
@@ -201,6 +206,7 @@ impl CallTask {
                 target,
                 contact,
                 ports,
+                media: local,
                 answer_sdp: answer.session.to_string(),
                 negotiated: answer.negotiated,
                 dialog: None,
@@ -215,14 +221,14 @@ impl CallTask {
             digits: (digits_tx, digits_rx),
             relay: None,
             legs: HashMap::new(),
+            published: None,
             leg_reports: mpsc::unbounded_channel(),
         };
         task.listen();
         Some(task)
     }
 
-    async fn run(mut self, mut info: CallInfo, mut record: CallRecord) {
-        info.status_callback = self.services.status_callback_for(&info.to);
+    async fn run(mut self, info: CallInfo, mut record: CallRecord) {
         let mut call = Call::new(Instant::now(), info);
         loop {
             while let Some(action) = call.poll_action() {
@@ -372,12 +378,8 @@ impl CallTask {
                         response.headers.contact =
                             Contact::Addresses(vec![self.caller.contact.clone()]);
                         response.headers.push("Content-Type", "application/sdp");
-                        let local = SocketAddr::new(
-                            media_ip(&self.caller.contact, self.caller.target.addr),
-                            self.caller.ports.port(),
-                        );
                         let answer = Session::parse(&request.body)
-                            .and_then(|offer| sdp::answer(&offer, local, &CODECS))
+                            .and_then(|offer| sdp::answer(&offer, self.caller.media, &CODECS))
                             .map(|answer| answer.session.to_string())
                             .unwrap_or_else(|_| self.caller.answer_sdp.clone());
                         response.body = answer.into_bytes().into();
@@ -450,10 +452,7 @@ impl CallTask {
                     }
                 };
                 let sid = CallSid::random();
-                let local = SocketAddr::new(
-                    media_ip(&self.caller.contact, self.caller.target.addr),
-                    ports.port(),
-                );
+                let local = SocketAddr::new(self.caller.media.ip(), ports.port());
                 let (commands_tx, commands) = mpsc::unbounded_channel();
                 let context = LegContext {
                     services: self.services.clone(),
@@ -707,17 +706,14 @@ impl CallTask {
                 return;
             }
         }
-        let Some(dialog) = self.caller.dialog.as_mut() else {
-            return;
-        };
-        let endpoint = &self.services.endpoint;
-        let target = leg::dialog_target(dialog.remote_target(), self.caller.target);
-        let bye = dialog.create_request(
-            Method::Bye,
-            endpoint.via(target, &Branch::random()),
-            &self.caller.contact,
-        );
-        drop(endpoint.send_request(bye, target));
+        if let Some(dialog) = self.caller.dialog.as_mut() {
+            leg::send_bye(
+                &self.services.endpoint,
+                dialog,
+                &self.caller.contact,
+                self.caller.target,
+            );
+        }
     }
 
     /// Releases everything the call holds and files its record.
@@ -743,17 +739,21 @@ impl CallTask {
         self.services.records.finish(record.clone());
     }
 
-    /// Copies the machine's status and times into the record.
-    fn refresh(&self, call: &Call, record: &mut CallRecord) {
+    /// Copies the machine's status and times into the record, and publishes it to the call
+    /// table when it differs from what was published last.
+    fn refresh(&mut self, call: &Call, record: &mut CallRecord) {
         let (_, answered, ended) = call.times();
         let wall = |at: Instant| rfc3339(self.clock.1 + at.saturating_duration_since(self.clock.0));
-        let changed =
-            record.status != call.status() || record.answer_time.is_none() != answered.is_none();
         record.status = call.status();
-        record.answer_time = answered.map(wall);
-        record.end_time = ended.map(wall);
-        if changed || !record.legs.is_empty() {
+        if record.answer_time.is_none() {
+            record.answer_time = answered.map(wall);
+        }
+        if record.end_time.is_none() {
+            record.end_time = ended.map(wall);
+        }
+        if self.published.as_ref() != Some(record) {
             self.services.records.update(record.clone());
+            self.published = Some(record.clone());
         }
     }
 

@@ -319,17 +319,12 @@ impl Core {
     /// Whether a request from `source` may be handled: trunks are not limited (their
     /// allow-list already vouches for them); anyone else gets [`RateLimit`]'s budget.
     fn within_rate_limit(&mut self, now: Instant, source: std::net::IpAddr) -> bool {
-        let Some(limiter) = &mut self.limiter else {
-            return true;
-        };
-        if self
-            .trunks
-            .iter()
-            .any(|trunk| trunk.allow.iter().any(|net| net.contains(&source)))
-        {
-            return true;
+        match &mut self.limiter {
+            Some(limiter) if trunk_for(&self.trunks, source).is_none() => {
+                limiter.admit(now, source)
+            }
+            _ => true,
         }
-        limiter.admit(now, source)
     }
 
     /// How many inbound messages wait behind the next one; the shell tells before each. Over
@@ -561,12 +556,7 @@ impl Core {
                         .push("Retry-After", OVERLOAD_RETRY_AFTER.to_string());
                     return Admission::Stateless(Box::new(r));
                 }
-                let source = from.source.ip();
-                if let Some(trunk) = self
-                    .trunks
-                    .iter()
-                    .find(|t| t.allow.iter().any(|n| n.contains(&source)))
-                {
+                if let Some(trunk) = trunk_for(&self.trunks, from.source.ip()) {
                     return Admission::Stateful(Some(Origin::Trunk(trunk.name.clone())));
                 }
                 match self.check_credentials(now, request, "Proxy-Authorization") {
@@ -943,6 +933,16 @@ fn dialog_key(headers: &Headers) -> Option<DialogKey> {
         local_tag: headers.to.tag()?,
         remote_tag: headers.from.tag()?,
     })
+}
+
+/// The trunk whose allow-list holds `source`, if any (the first in configuration order).
+fn trunk_for(
+    trunks: &[crate::config::Trunk],
+    source: std::net::IpAddr,
+) -> Option<&crate::config::Trunk> {
+    trunks
+        .iter()
+        .find(|trunk| trunk.allow.iter().any(|net| net.contains(&source)))
 }
 
 /// The dialog a response to our INVITE creates (RFC 3261 §12.1.2): any 101–299 with a To tag.
