@@ -119,6 +119,8 @@ pub async fn start(config: AppConfig) -> anyhow::Result<Running> {
         )
         .context("the [media] rtp_ports range")?,
         player: media::rtp::player::Player::spawn(Default::default()),
+        relays: media::rtp::relay::Relays::spawn(Default::default())
+            .context("starting the RTP relay threads")?,
         cache: cache.clone(),
         webhooks: router::webhook::WebhookClient::new(
             router::webhook::WebhookConfig::default(),

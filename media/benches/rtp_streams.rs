@@ -60,7 +60,9 @@ fn main() {
             let audio: Arc<[u8]> = (0..8_000).map(|index| (index % 251) as u8).collect();
             let mut playbacks = Vec::with_capacity(streams);
             for index in 0..streams {
-                let socket = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+                let socket = StdUdpSocket::bind("127.0.0.1:0").unwrap();
+                socket.set_nonblocking(true).unwrap();
+                let socket = Arc::new(socket);
                 let prompt = Prompt {
                     socket,
                     destination: destinations[index % RECEIVERS],
@@ -78,7 +80,7 @@ fn main() {
                     loops: Loops::Forever,
                     sender: Sender::random(),
                 };
-                playbacks.push(player.play(prompt).await.unwrap());
+                playbacks.push(player.play(prompt).unwrap());
             }
             // Let every stream send a few packets before measuring.
             tokio::time::sleep(Duration::from_millis(200)).await;

@@ -7,12 +7,16 @@
 //! skipped: binding is the test. A lease returns its pair to the pool when dropped; the search
 //! starts after the last port handed out, so a just-released port is not reused at once (late
 //! packets of the previous call land on nobody).
+//!
+//! The sockets are plain non-blocking std sockets, registered with no reactor: whoever reads
+//! one registers it for as long as it reads (the DTMF listener with the runtime, a relay with
+//! its relay thread), so media nobody waits for wakes nobody.
 
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
-use tokio::net::UdpSocket;
+use std::net::UdpSocket;
 
 /// Why no port pair could be allocated.
 #[derive(Debug, thiserror::Error)]
@@ -36,10 +40,6 @@ pub enum PortError {
     /// The process is out of file descriptors: no socket can be opened, whatever the port.
     #[error("out of file descriptors for RTP sockets: {0}")]
     Descriptors(#[source] std::io::Error),
-    /// A bound socket could not be handed to tokio (no runtime, or the OS refused
-    /// non-blocking mode).
-    #[error("could not register an RTP socket with the runtime: {0}")]
-    Register(#[source] std::io::Error),
 }
 
 /// A pool of RTP/RTCP port pairs on one local address. Cloning shares the pool.
@@ -112,8 +112,8 @@ impl PortPool {
     }
 
     /// Allocates a pair: the next even port (after the last one handed out) that is neither
-    /// leased nor bound elsewhere, with both sockets bound. Must run inside a tokio runtime.
-    pub async fn allocate(&self) -> Result<RtpPorts, PortError> {
+    /// leased nor bound elsewhere, with both sockets bound and non-blocking.
+    pub fn allocate(&self) -> Result<RtpPorts, PortError> {
         let inner = &self.inner;
         let pairs = self.capacity();
         let mut state = self.lock();
@@ -140,17 +140,13 @@ impl PortPool {
             state.leased.insert(candidate);
             state.cursor = port;
             drop(state);
-            let lease = Lease {
-                pool: Arc::clone(inner),
-                port: candidate,
-            };
-            // The lease is built first so a registration failure still releases the port.
-            let rtp = UdpSocket::from_std(rtp).map_err(PortError::Register)?;
-            let rtcp = UdpSocket::from_std(rtcp).map_err(PortError::Register)?;
             return Ok(RtpPorts {
                 rtp: Arc::new(rtp),
                 rtcp: Arc::new(rtcp),
-                lease,
+                lease: Lease {
+                    pool: Arc::clone(inner),
+                    port: candidate,
+                },
             });
         }
         Err(PortError::Exhausted {
@@ -191,12 +187,9 @@ fn lock(inner: &Inner) -> std::sync::MutexGuard<'_, State> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn bind_pair(
-    address: IpAddr,
-    port: u16,
-) -> std::io::Result<(std::net::UdpSocket, std::net::UdpSocket)> {
-    let rtp = std::net::UdpSocket::bind(SocketAddr::new(address, port))?;
-    let rtcp = std::net::UdpSocket::bind(SocketAddr::new(address, port + 1))?;
+fn bind_pair(address: IpAddr, port: u16) -> std::io::Result<(UdpSocket, UdpSocket)> {
+    let rtp = UdpSocket::bind(SocketAddr::new(address, port))?;
+    let rtcp = UdpSocket::bind(SocketAddr::new(address, port + 1))?;
     rtp.set_nonblocking(true)?;
     rtcp.set_nonblocking(true)?;
     Ok((rtp, rtcp))

@@ -20,6 +20,13 @@ async fn socket() -> UdpSocket {
     UdpSocket::bind("127.0.0.1:0").await.unwrap()
 }
 
+/// The call's socket, as the port pool hands them out: std, non-blocking.
+fn source_socket() -> Arc<std::net::UdpSocket> {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_nonblocking(true).unwrap();
+    Arc::new(socket)
+}
+
 async fn receive(socket: &UdpSocket) -> (Vec<u8>, Instant) {
     let mut buffer = vec![0u8; 2048];
     let (length, _) = timeout(Duration::from_secs(2), socket.recv_from(&mut buffer))
@@ -31,7 +38,7 @@ async fn receive(socket: &UdpSocket) -> (Vec<u8>, Instant) {
 }
 
 fn prompt(
-    socket: &Arc<UdpSocket>,
+    socket: &Arc<std::net::UdpSocket>,
     destination: SocketAddr,
     audio: Vec<u8>,
     loops: Loops,
@@ -50,7 +57,7 @@ fn prompt(
 #[tokio::test]
 async fn one_stream_is_paced_in_order_with_160_tick_timestamps_and_loops() {
     let player = Player::spawn(PlayerConfig::default());
-    let source = Arc::new(socket().await);
+    let source = source_socket();
     let phone = socket().await;
     // Ten packets' worth of audio, each packet's octets distinct.
     let audio: Vec<u8> = (0..1_600)
@@ -63,7 +70,6 @@ async fn one_stream_is_paced_in_order_with_160_tick_timestamps_and_loops() {
             audio.clone(),
             Loops::Times(2),
         ))
-        .await
         .unwrap();
     let mut packets = Vec::new();
     for _ in 0..20 {
@@ -116,7 +122,7 @@ async fn one_stream_is_paced_in_order_with_160_tick_timestamps_and_loops() {
 #[tokio::test]
 async fn the_last_packet_is_padded_and_pcma_calls_get_a_law() {
     let player = Player::spawn(PlayerConfig::default());
-    let source = Arc::new(socket().await);
+    let source = source_socket();
     let phone = socket().await;
     let audio: Vec<u8> = (0..200).map(|index| index as u8).collect();
     let mut alaw_prompt = prompt(
@@ -127,7 +133,7 @@ async fn the_last_packet_is_padded_and_pcma_calls_get_a_law() {
     );
     alaw_prompt.codec = Codec::Pcma;
     alaw_prompt.payload_type = PayloadType::PCMA;
-    let mut playback = player.play(alaw_prompt).await.unwrap();
+    let mut playback = player.play(alaw_prompt).unwrap();
     let first = Packet::parse(&receive(&phone).await.0)
         .unwrap()
         .payload
@@ -152,7 +158,7 @@ async fn the_last_packet_is_padded_and_pcma_calls_get_a_law() {
 #[tokio::test]
 async fn stop_ends_a_looping_prompt() {
     let player = Player::spawn(PlayerConfig::default());
-    let source = Arc::new(socket().await);
+    let source = source_socket();
     let phone = socket().await;
     let mut playback = player
         .play(prompt(
@@ -161,7 +167,6 @@ async fn stop_ends_a_looping_prompt() {
             vec![0x55; 160],
             Loops::Forever,
         ))
-        .await
         .unwrap();
     for _ in 0..3 {
         receive(&phone).await;
@@ -178,7 +183,6 @@ async fn stop_ends_a_looping_prompt() {
             vec![0; 160],
             Loops::Forever,
         ))
-        .await
         .unwrap();
     drop(dropped);
     let mut empty = player
@@ -188,7 +192,6 @@ async fn stop_ends_a_looping_prompt() {
             Vec::new(),
             Loops::Forever,
         ))
-        .await
         .unwrap();
     assert_eq!(empty.finished().await.unwrap().packets_sent, 0);
     let mut zero = player
@@ -198,7 +201,6 @@ async fn stop_ends_a_looping_prompt() {
             vec![0; 160],
             Loops::Times(0),
         ))
-        .await
         .unwrap();
     assert_eq!(zero.finished().await.unwrap().packets_sent, 0);
 }
@@ -210,7 +212,7 @@ async fn one_player_serves_many_streams_each_in_order() {
     let destination = phone.local_addr().unwrap();
     let mut playbacks = Vec::new();
     for stream in 0..30u32 {
-        let source = Arc::new(socket().await);
+        let source = source_socket();
         let mut prompt = prompt(
             &source,
             destination,
@@ -218,7 +220,7 @@ async fn one_player_serves_many_streams_each_in_order() {
             Loops::Times(1),
         );
         prompt.sender = Sender::new(Ssrc(stream), SeqNo(100), RtpTimestamp(0));
-        playbacks.push(player.play(prompt).await.unwrap());
+        playbacks.push(player.play(prompt).unwrap());
     }
     let mut by_stream: HashMap<Ssrc, Vec<(SeqNo, RtpTimestamp, u8)>> = HashMap::new();
     for _ in 0..150 {
@@ -253,7 +255,7 @@ async fn one_player_serves_many_streams_each_in_order() {
 #[tokio::test]
 async fn an_abandoned_wait_for_the_end_can_be_resumed() {
     let player = Player::spawn(PlayerConfig::default());
-    let source = Arc::new(socket().await);
+    let source = source_socket();
     let phone = socket().await;
     let mut playback = player
         .play(prompt(
@@ -262,7 +264,6 @@ async fn an_abandoned_wait_for_the_end_can_be_resumed() {
             vec![0x55; 1600],
             Loops::Forever,
         ))
-        .await
         .unwrap();
     // A select! that gives up on the wait (what a call does when it stops a prompt)...
     tokio::select! {

@@ -21,8 +21,8 @@ fn free_range() -> u16 {
     panic!("no free port range on 127.0.0.1");
 }
 
-#[tokio::test]
-async fn pairs_are_even_and_odd_skip_busy_ports_and_run_out_cleanly() {
+#[test]
+fn pairs_are_even_and_odd_skip_busy_ports_and_run_out_cleanly() {
     let base = free_range();
     // An odd first port: the pool starts at the next even one.
     let pool = PortPool::new(LOCALHOST, base - 1, base + 5).unwrap();
@@ -30,43 +30,47 @@ async fn pairs_are_even_and_odd_skip_busy_ports_and_run_out_cleanly() {
     // Someone else holds the RTCP port of the second pair.
     let squatter = UdpSocket::bind((LOCALHOST, base + 3)).unwrap();
 
-    let first = pool.allocate().await.unwrap();
+    let first = pool.allocate().unwrap();
     assert_eq!(first.port(), base);
     assert_eq!(first.rtp.local_addr().unwrap().port(), base);
     assert_eq!(first.rtcp.local_addr().unwrap().port(), base + 1);
-    let second = pool.allocate().await.unwrap();
+    let second = pool.allocate().unwrap();
     assert_eq!(
         second.port(),
         base + 4,
         "the pair with a busy port is skipped"
     );
     assert_eq!(pool.leased(), 2);
-    assert!(matches!(
-        pool.allocate().await,
-        Err(PortError::Exhausted { .. })
-    ));
+    assert!(matches!(pool.allocate(), Err(PortError::Exhausted { .. })));
 
     // Dropping a lease frees its pair; so does the squatter leaving.
     drop(first);
     assert_eq!(pool.leased(), 1);
     drop(squatter);
-    let third = pool.allocate().await.unwrap();
-    let fourth = pool.allocate().await.unwrap();
+    let third = pool.allocate().unwrap();
+    let fourth = pool.allocate().unwrap();
     let mut ports = [third.port(), fourth.port()];
     ports.sort_unstable();
     assert_eq!(ports, [base, base + 2]);
     assert_eq!(third.local_addr().port(), third.port());
 }
 
-#[tokio::test]
-async fn the_leased_sockets_carry_traffic() {
+#[test]
+fn the_leased_sockets_are_non_blocking_and_carry_traffic() {
     let base = free_range();
     let pool = PortPool::new(LOCALHOST, base, base + 1).unwrap();
-    let ports = pool.allocate().await.unwrap();
-    let peer = tokio::net::UdpSocket::bind((LOCALHOST, 0)).await.unwrap();
-    peer.send_to(b"rtp", ports.local_addr()).await.unwrap();
+    let ports = pool.allocate().unwrap();
     let mut buffer = [0u8; 8];
-    let (length, from) = ports.rtp.recv_from(&mut buffer).await.unwrap();
+    let empty = ports.rtp.recv_from(&mut buffer).unwrap_err();
+    assert_eq!(empty.kind(), std::io::ErrorKind::WouldBlock);
+    let peer = UdpSocket::bind((LOCALHOST, 0)).unwrap();
+    peer.send_to(b"rtp", ports.local_addr()).unwrap();
+    ports.rtp.set_nonblocking(false).unwrap();
+    ports
+        .rtp
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let (length, from) = ports.rtp.recv_from(&mut buffer).unwrap();
     assert_eq!(&buffer[..length], b"rtp");
     assert_eq!(from, peer.local_addr().unwrap());
 }

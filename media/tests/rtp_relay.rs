@@ -11,7 +11,7 @@ use std::time::Duration;
 use media::codec;
 use media::rtp::forward::LegFormat;
 use media::rtp::packet::{self, Header};
-use media::rtp::relay::{Leg, Relay, RelayConfig};
+use media::rtp::relay::{Leg, RelayConfig, Relays, RelaysConfig};
 use media::rtp::{Codec, Packet, PayloadType, RtpTimestamp, SeqNo, Ssrc};
 use tokio::net::UdpSocket;
 use tokio::time::timeout;
@@ -34,6 +34,18 @@ async fn socket() -> UdpSocket {
 
 fn address(socket: &UdpSocket) -> SocketAddr {
     socket.local_addr().unwrap()
+}
+
+/// A relay-side socket, as the port pool hands them out: std, non-blocking.
+fn relay_socket() -> Arc<std::net::UdpSocket> {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_nonblocking(true).unwrap();
+    Arc::new(socket)
+}
+
+/// One relay thread of its own per test.
+fn relays() -> Relays {
+    Relays::spawn(RelaysConfig { threads: 1 }).unwrap()
 }
 
 fn datagram(payload_type: u8, sequence: u16, timestamp: u32, payload: &[u8]) -> Vec<u8> {
@@ -61,22 +73,27 @@ async fn receive(socket: &UdpSocket) -> (Vec<u8>, SocketAddr) {
 }
 
 struct Call {
-    relay_a: Arc<UdpSocket>,
-    relay_b: Arc<UdpSocket>,
+    relay_a: Arc<std::net::UdpSocket>,
+    relay_b: Arc<std::net::UdpSocket>,
     phone_a: UdpSocket,
     phone_b: UdpSocket,
 }
 
 async fn call() -> Call {
     Call {
-        relay_a: Arc::new(socket().await),
-        relay_b: Arc::new(socket().await),
+        relay_a: relay_socket(),
+        relay_b: relay_socket(),
         phone_a: socket().await,
         phone_b: socket().await,
     }
 }
 
-fn leg(socket: &Arc<UdpSocket>, remote: SocketAddr, format: LegFormat, latching: bool) -> Leg {
+fn leg(
+    socket: &Arc<std::net::UdpSocket>,
+    remote: SocketAddr,
+    format: LegFormat,
+    latching: bool,
+) -> Leg {
     Leg {
         socket: Arc::clone(socket),
         remote,
@@ -89,7 +106,7 @@ fn leg(socket: &Arc<UdpSocket>, remote: SocketAddr, format: LegFormat, latching:
 #[tokio::test]
 async fn audio_flows_both_ways_with_pcmu_to_pcma_transcoding_and_events() {
     let call = call().await;
-    let relay = Relay::spawn(
+    let relay = relays().relay(
         leg(&call.relay_a, address(&call.phone_a), PCMU_LEG, false),
         leg(&call.relay_b, address(&call.phone_b), PCMA_LEG, false),
         RelayConfig::default(),
@@ -99,13 +116,13 @@ async fn audio_flows_both_ways_with_pcmu_to_pcma_transcoding_and_events() {
     for index in 0..5u16 {
         let sent = datagram(0, 1_000 + index, 16_000 + 160 * u32::from(index), &ulaw);
         call.phone_a
-            .send_to(&sent, address(&call.relay_a))
+            .send_to(&sent, call.relay_a.local_addr().unwrap())
             .await
             .unwrap();
         let (bytes, from) = receive(&call.phone_b).await;
         assert_eq!(
             from,
-            address(&call.relay_b),
+            call.relay_b.local_addr().unwrap(),
             "B hears the relay's B-side socket"
         );
         let packet = Packet::parse(&bytes).unwrap();
@@ -124,7 +141,10 @@ async fn audio_flows_both_ways_with_pcmu_to_pcma_transcoding_and_events() {
     // B → A: A-law back to µ-law.
     let alaw: Vec<u8> = (0..160).map(|index| (255 - index) as u8).collect();
     call.phone_b
-        .send_to(&datagram(8, 7, 99, &alaw), address(&call.relay_b))
+        .send_to(
+            &datagram(8, 7, 99, &alaw),
+            call.relay_b.local_addr().unwrap(),
+        )
         .await
         .unwrap();
     let (bytes, _) = receive(&call.phone_a).await;
@@ -141,7 +161,7 @@ async fn audio_flows_both_ways_with_pcmu_to_pcma_transcoding_and_events() {
     call.phone_a
         .send_to(
             &datagram(101, 1_005, 16_800, &event),
-            address(&call.relay_a),
+            call.relay_a.local_addr().unwrap(),
         )
         .await
         .unwrap();
@@ -161,19 +181,19 @@ async fn audio_flows_both_ways_with_pcmu_to_pcma_transcoding_and_events() {
 async fn a_packet_from_a_third_port_is_dropped() {
     let call = call().await;
     let intruder = socket().await;
-    let relay = Relay::spawn(
+    let relay = relays().relay(
         leg(&call.relay_a, address(&call.phone_a), PCMU_LEG, false),
         leg(&call.relay_b, address(&call.phone_b), PCMU_LEG, false),
         RelayConfig::default(),
     );
     let injected = datagram(0, 1, 0, &[0x11; 160]);
     intruder
-        .send_to(&injected, address(&call.relay_a))
+        .send_to(&injected, call.relay_a.local_addr().unwrap())
         .await
         .unwrap();
     let genuine = datagram(0, 2, 160, &[0x22; 160]);
     call.phone_a
-        .send_to(&genuine, address(&call.relay_a))
+        .send_to(&genuine, call.relay_a.local_addr().unwrap())
         .await
         .unwrap();
     // Loopback keeps order: had the injected packet been forwarded it would arrive first.
@@ -193,13 +213,16 @@ async fn latching_accepts_the_first_source_only_and_sends_back_to_it() {
     let signalled: SocketAddr = "127.0.0.1:9".parse().unwrap();
     let natted = call.phone_a; // the real source
     let latecomer = socket().await;
-    let relay = Relay::spawn(
+    let relay = relays().relay(
         leg(&call.relay_a, signalled, PCMU_LEG, true),
         leg(&call.relay_b, address(&call.phone_b), PCMU_LEG, false),
         RelayConfig::default(),
     );
     natted
-        .send_to(&datagram(0, 1, 0, &[0x33; 160]), address(&call.relay_a))
+        .send_to(
+            &datagram(0, 1, 0, &[0x33; 160]),
+            call.relay_a.local_addr().unwrap(),
+        )
         .await
         .unwrap();
     let (bytes, _) = receive(&call.phone_b).await;
@@ -207,11 +230,17 @@ async fn latching_accepts_the_first_source_only_and_sends_back_to_it() {
 
     // A second source, even within the window, is dropped forever.
     latecomer
-        .send_to(&datagram(0, 2, 160, &[0x44; 160]), address(&call.relay_a))
+        .send_to(
+            &datagram(0, 2, 160, &[0x44; 160]),
+            call.relay_a.local_addr().unwrap(),
+        )
         .await
         .unwrap();
     natted
-        .send_to(&datagram(0, 2, 160, &[0x55; 160]), address(&call.relay_a))
+        .send_to(
+            &datagram(0, 2, 160, &[0x55; 160]),
+            call.relay_a.local_addr().unwrap(),
+        )
         .await
         .unwrap();
     let (bytes, _) = receive(&call.phone_b).await;
@@ -219,11 +248,14 @@ async fn latching_accepts_the_first_source_only_and_sends_back_to_it() {
 
     // B's audio goes to the latched source, not to the signalled address.
     call.phone_b
-        .send_to(&datagram(0, 9, 0, &[0x66; 160]), address(&call.relay_b))
+        .send_to(
+            &datagram(0, 9, 0, &[0x66; 160]),
+            call.relay_b.local_addr().unwrap(),
+        )
         .await
         .unwrap();
     let (bytes, from) = receive(&natted).await;
-    assert_eq!(from, address(&call.relay_a));
+    assert_eq!(from, call.relay_a.local_addr().unwrap());
     assert_eq!(Packet::parse(&bytes).unwrap().payload, &[0x66; 160]);
 
     let report = relay.stop().await;
@@ -236,7 +268,7 @@ async fn latching_accepts_the_first_source_only_and_sends_back_to_it() {
 async fn without_a_first_source_in_the_window_latching_falls_back_to_the_signalled_address() {
     let call = call().await;
     let stranger = socket().await;
-    let relay = Relay::spawn(
+    let relay = relays().relay(
         leg(&call.relay_a, address(&call.phone_a), PCMU_LEG, true),
         leg(&call.relay_b, address(&call.phone_b), PCMU_LEG, false),
         RelayConfig {
@@ -246,11 +278,17 @@ async fn without_a_first_source_in_the_window_latching_falls_back_to_the_signall
     );
     tokio::time::sleep(Duration::from_millis(150)).await;
     stranger
-        .send_to(&datagram(0, 1, 0, &[0x77; 160]), address(&call.relay_a))
+        .send_to(
+            &datagram(0, 1, 0, &[0x77; 160]),
+            call.relay_a.local_addr().unwrap(),
+        )
         .await
         .unwrap();
     call.phone_a
-        .send_to(&datagram(0, 2, 160, &[0x88; 160]), address(&call.relay_a))
+        .send_to(
+            &datagram(0, 2, 160, &[0x88; 160]),
+            call.relay_a.local_addr().unwrap(),
+        )
         .await
         .unwrap();
     let (bytes, _) = receive(&call.phone_b).await;
@@ -263,23 +301,118 @@ async fn without_a_first_source_in_the_window_latching_falls_back_to_the_signall
 #[tokio::test]
 async fn malformed_datagrams_and_unknown_payload_types_are_dropped() {
     let call = call().await;
-    let relay = Relay::spawn(
+    let relay = relays().relay(
         leg(&call.relay_a, address(&call.phone_a), PCMU_LEG, false),
         leg(&call.relay_b, address(&call.phone_b), PCMU_LEG, false),
         RelayConfig::default(),
     );
     for junk in [vec![0u8; 3], datagram(13, 1, 0, &[0]), vec![0x80; 3_000]] {
         call.phone_a
-            .send_to(&junk, address(&call.relay_a))
+            .send_to(&junk, call.relay_a.local_addr().unwrap())
             .await
             .unwrap();
     }
     call.phone_a
-        .send_to(&datagram(0, 2, 160, &[0x99; 160]), address(&call.relay_a))
+        .send_to(
+            &datagram(0, 2, 160, &[0x99; 160]),
+            call.relay_a.local_addr().unwrap(),
+        )
         .await
         .unwrap();
     let (bytes, _) = receive(&call.phone_b).await;
     assert_eq!(Packet::parse(&bytes).unwrap().payload, &[0x99; 160]);
     let report = relay.stop().await;
     assert_eq!(report.a_to_b.unusable, 3);
+}
+
+#[tokio::test]
+async fn calls_sharing_a_relay_thread_stay_apart_and_a_stopped_relay_lets_go_of_its_sockets() {
+    let relays = relays();
+    let mut calls = Vec::new();
+    for _ in 0..20 {
+        let call = call().await;
+        let relay = relays.relay(
+            leg(&call.relay_a, address(&call.phone_a), PCMU_LEG, false),
+            leg(&call.relay_b, address(&call.phone_b), PCMU_LEG, false),
+            RelayConfig::default(),
+        );
+        calls.push((call, relay));
+    }
+    // A flood on the first call (from a third party: dropped after its receive) does not
+    // keep the thread from the others: each other call's packet reaches its own phone B. (The
+    // first call's own packet may find its socket's queue full of the flood.)
+    let flooder = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let flooded = calls[0].0.relay_a.local_addr().unwrap();
+    for sequence in 0..5_000u16 {
+        let _ = flooder.send_to(&datagram(0, sequence, 0, &[0; 160]), flooded);
+    }
+    for (index, (call, _)) in calls.iter().enumerate() {
+        let payload = [index as u8; 160];
+        call.phone_a
+            .send_to(
+                &datagram(0, 1, 0, &payload),
+                call.relay_a.local_addr().unwrap(),
+            )
+            .await
+            .unwrap();
+    }
+    for (index, (call, _)) in calls.iter().enumerate().skip(1) {
+        let (bytes, _) = receive(&call.phone_b).await;
+        assert_eq!(Packet::parse(&bytes).unwrap().payload, &[index as u8; 160]);
+    }
+
+    // Once stop returns, the relay no longer reads the legs' sockets: the next datagram
+    // waits in the socket for its next reader, and nothing reaches phone B.
+    let (call, relay) = calls.remove(1);
+    let report = relay.stop().await;
+    assert_eq!(report.a_to_b.forwarded, 1);
+    call.phone_a
+        .send_to(
+            &datagram(0, 2, 160, &[0xEE; 160]),
+            call.relay_a.local_addr().unwrap(),
+        )
+        .await
+        .unwrap();
+    let reader = UdpSocket::from_std(call.relay_a.try_clone().unwrap()).unwrap();
+    let mut buffer = [0u8; 2048];
+    let (length, from) = timeout(Duration::from_secs(1), reader.recv_from(&mut buffer))
+        .await
+        .expect("the datagram is left for the next reader")
+        .unwrap();
+    assert_eq!(from, address(&call.phone_a));
+    assert_eq!(
+        Packet::parse(&buffer[..length]).unwrap().payload,
+        &[0xEE; 160]
+    );
+    let mut nothing = [0u8; 2048];
+    assert!(
+        timeout(
+            Duration::from_millis(200),
+            call.phone_b.recv_from(&mut nothing)
+        )
+        .await
+        .is_err(),
+        "a stopped relay forwards nothing"
+    );
+
+    // Its slot is reused by the next relay on the thread.
+    let next = self::call().await;
+    let relay = relays.relay(
+        leg(&next.relay_a, address(&next.phone_a), PCMU_LEG, false),
+        leg(&next.relay_b, address(&next.phone_b), PCMU_LEG, false),
+        RelayConfig::default(),
+    );
+    next.phone_b
+        .send_to(
+            &datagram(0, 1, 0, &[0x42; 160]),
+            next.relay_b.local_addr().unwrap(),
+        )
+        .await
+        .unwrap();
+    let (bytes, _) = receive(&next.phone_a).await;
+    assert_eq!(Packet::parse(&bytes).unwrap().payload, &[0x42; 160]);
+    assert_eq!(relay.stop().await.b_to_a.forwarded, 1);
+    let flooded = calls.remove(0).1.stop().await;
+    assert!(flooded.a_to_b.foreign_source > 0);
+    assert!(flooded.a_to_b.forwarded <= 1);
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use media::rtp::forward::LegFormat;
 use media::rtp::packet::{self, Header};
-use media::rtp::relay::{Leg, Relay, RelayConfig, RtcpEndpoint};
+use media::rtp::relay::{Leg, RelayConfig, Relays, RelaysConfig, RtcpEndpoint};
 use media::rtp::rtcp::{self, Report, ReportBlock, SenderInfo};
 use media::rtp::{Codec, Packet, PayloadType, RtpTimestamp, SeqNo, Ssrc};
 use tokio::net::UdpSocket;
@@ -42,7 +42,29 @@ fn address(socket: &UdpSocket) -> SocketAddr {
     socket.local_addr().unwrap()
 }
 
-fn leg(relay: &Pair, phone: &Pair) -> Leg {
+/// The relay's pair, as the port pool hands them out: std, non-blocking.
+struct RelayPair {
+    rtp: Arc<std::net::UdpSocket>,
+    rtcp: Arc<std::net::UdpSocket>,
+}
+
+fn relay_pair() -> RelayPair {
+    let bind = || {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.set_nonblocking(true).unwrap();
+        Arc::new(socket)
+    };
+    RelayPair {
+        rtp: bind(),
+        rtcp: bind(),
+    }
+}
+
+fn relays() -> Relays {
+    Relays::spawn(RelaysConfig { threads: 1 }).unwrap()
+}
+
+fn leg(relay: &RelayPair, phone: &Pair) -> Leg {
     Leg {
         socket: Arc::clone(&relay.rtp),
         remote: address(&phone.rtp),
@@ -107,12 +129,12 @@ fn has_sdes(datagram: &[u8]) -> bool {
 #[tokio::test]
 async fn the_peer_gets_an_sr_with_the_relayed_counts_and_the_sender_gets_an_rr() {
     let (relay_a, relay_b, phone_a, phone_b) =
-        (pair().await, pair().await, pair().await, pair().await);
-    let relay = Relay::spawn(leg(&relay_a, &phone_a), leg(&relay_b, &phone_b), config());
+        (relay_pair(), relay_pair(), pair().await, pair().await);
+    let relay = relays().relay(leg(&relay_a, &phone_a), leg(&relay_b, &phone_b), config());
     for sequence in 1..=5 {
         phone_a
             .rtp
-            .send_to(&audio(sequence), address(&relay_a.rtp))
+            .send_to(&audio(sequence), relay_a.rtp.local_addr().unwrap())
             .await
             .unwrap();
     }
@@ -155,11 +177,11 @@ async fn the_peer_gets_an_sr_with_the_relayed_counts_and_the_sender_gets_an_rr()
 #[tokio::test]
 async fn the_peers_rr_is_recorded_with_loss_jitter_and_round_trip_time() {
     let (relay_a, relay_b, phone_a, phone_b) =
-        (pair().await, pair().await, pair().await, pair().await);
-    let mut relay = Relay::spawn(leg(&relay_a, &phone_a), leg(&relay_b, &phone_b), config());
+        (relay_pair(), relay_pair(), pair().await, pair().await);
+    let mut relay = relays().relay(leg(&relay_a, &phone_a), leg(&relay_b, &phone_b), config());
     phone_a
         .rtp
-        .send_to(&audio(1), address(&relay_a.rtp))
+        .send_to(&audio(1), relay_a.rtp.local_addr().unwrap())
         .await
         .unwrap();
     receive(&phone_b.rtp).await;
@@ -188,18 +210,18 @@ async fn the_peers_rr_is_recorded_with_loss_jitter_and_round_trip_time() {
     // A third party on another address forges the same report: not accepted.
     let stranger = UdpSocket::bind("127.0.0.2:0").await.unwrap();
     stranger
-        .send_to(&datagram, address(&relay_b.rtcp))
+        .send_to(&datagram, relay_b.rtcp.local_addr().unwrap())
         .await
         .unwrap();
     // Junk next: dropped and counted, the relay keeps going.
     phone_b
         .rtcp
-        .send_to(&[0x80, 201, 0, 9], address(&relay_b.rtcp))
+        .send_to(&[0x80, 201, 0, 9], relay_b.rtcp.local_addr().unwrap())
         .await
         .unwrap();
     phone_b
         .rtcp
-        .send_to(&datagram, address(&relay_b.rtcp))
+        .send_to(&datagram, relay_b.rtcp.local_addr().unwrap())
         .await
         .unwrap();
     let report = timeout(Duration::from_secs(2), async {
@@ -234,7 +256,7 @@ async fn the_peers_rr_is_recorded_with_loss_jitter_and_round_trip_time() {
     rtcp::write_sender_report(Ssrc(0xB0B), &phone_info, &[], &mut datagram);
     phone_b
         .rtcp
-        .send_to(&datagram, address(&relay_b.rtcp))
+        .send_to(&datagram, relay_b.rtcp.local_addr().unwrap())
         .await
         .unwrap();
     let report = timeout(Duration::from_secs(2), async {

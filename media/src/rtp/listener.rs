@@ -4,14 +4,17 @@
 //! caller yet, but the socket must be drained so the kernel never queues stale media for the
 //! relay that may take the socket over later.
 //!
-//! Only one task may read a socket at a time: stop the listener ([`Listener::stop`], which
-//! waits for the task to end) before a relay takes the socket over.
+//! Only one party may read a socket at a time: stop the listener ([`Listener::stop`], which
+//! waits for the task to end) before a relay takes the socket over. The listener registers a
+//! duplicate of the socket's descriptor with the runtime's reactor while it runs and closes it
+//! when it stops, so the runtime sees the call's media only while a listener waits for it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::net::UdpSocket;
+use std::net::UdpSocket;
+
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -23,7 +26,7 @@ use crate::dtmf::EventReceiver;
 /// What to listen to.
 #[derive(Debug, Clone)]
 pub struct ListenerConfig {
-    /// The call's RTP socket.
+    /// The call's RTP socket, non-blocking.
     pub socket: Arc<UdpSocket>,
     /// The address the caller's SDP signalled.
     pub remote: SocketAddr,
@@ -83,12 +86,23 @@ async fn run(
     } else {
         Latch::signalled_only(config.remote)
     };
+    let registered = config
+        .socket
+        .try_clone()
+        .and_then(tokio::net::UdpSocket::from_std);
+    let socket = match registered {
+        Ok(socket) => socket,
+        Err(error) => {
+            tracing::warn!(%error, "DTMF listener: the RTP socket could not be registered");
+            return;
+        }
+    };
     let mut events = EventReceiver::new();
     let mut buffer = vec![0u8; MAX_PACKET_LEN];
     loop {
         let (length, source) = tokio::select! {
             _ = &mut stopped => return,
-            received = config.socket.recv_from(&mut buffer) => match received {
+            received = socket.recv_from(&mut buffer) => match received {
                 Ok(received) => received,
                 // ICMP port unreachable and the like: the peer may come back; keep reading.
                 Err(_) => continue,
@@ -149,9 +163,11 @@ mod tests {
 
     #[tokio::test]
     async fn reports_each_key_once_from_the_signalled_source_only() {
-        let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
-        let caller = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let intruder = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.set_nonblocking(true).unwrap();
+        let socket = Arc::new(socket);
+        let caller = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let intruder = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let (digits_tx, mut digits) = mpsc::channel(8);
         let listener = Listener::spawn(
             ListenerConfig {
@@ -190,7 +206,8 @@ mod tests {
             caller.send_to(&packet, to).await.unwrap();
         }
         let mut buffer = [0u8; 1500];
-        let (_, from) = tokio::time::timeout(Duration::from_secs(5), socket.recv_from(&mut buffer))
+        let reader = tokio::net::UdpSocket::from_std(socket.try_clone().unwrap()).unwrap();
+        let (_, from) = tokio::time::timeout(Duration::from_secs(5), reader.recv_from(&mut buffer))
             .await
             .unwrap()
             .unwrap();

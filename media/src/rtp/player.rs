@@ -5,7 +5,7 @@
 //! A dedicated OS thread rather than a tokio task: the runtime's timer has a 1 ms granularity
 //! and its workers run other tasks between ticks, which showed as ±3 ms of send jitter; the
 //! thread sleeps to the exact tick (`recv_timeout`, tens of microseconds of slack) and nothing
-//! else runs on it. It only calls non-blocking `try_send_to` on the runtime's sockets.
+//! else runs on it. It only calls `send_to` on the calls' non-blocking sockets.
 //!
 //! Each stream is a socket, a destination, 8 kHz µ-law audio (as the prompt cache stores it)
 //! and the codec the call negotiated: PCMU is sent as is, PCMA is transcoded per packet by
@@ -20,16 +20,15 @@
 //! peer's jitter buffer both assume). Delaying the schedule instead would shift every stream
 //! later for good after each stall, and skipping ticks would drop audio.
 //!
-//! Sends use `try_send_to`: a socket that cannot take a packet right now loses that packet
+//! Sends never wait: a socket that cannot take a packet right now loses that packet
 //! (counted) instead of stalling every other stream.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use std::sync::mpsc;
 
-use tokio::net::UdpSocket;
 use tokio::sync::oneshot;
 
 use super::packet;
@@ -48,7 +47,7 @@ pub enum Loops {
 /// One prompt to stream.
 #[derive(Debug, Clone)]
 pub struct Prompt {
-    /// The call's RTP socket.
+    /// The call's RTP socket, non-blocking.
     pub socket: Arc<UdpSocket>,
     /// Where to send (the peer's RTP address from SDP, or the latched one).
     pub destination: SocketAddr,
@@ -165,8 +164,7 @@ enum Command {
 }
 
 impl Player {
-    /// Starts the player thread; it ends once the player and every playback are dropped. The
-    /// sockets of the prompts must belong to a running tokio runtime.
+    /// Starts the player thread; it ends once the player and every playback are dropped.
     pub fn spawn(config: PlayerConfig) -> Self {
         let (commands, receiver) = mpsc::channel();
         let statistics = Arc::new(Mutex::new(PlayerStatistics::default()));
@@ -188,12 +186,8 @@ impl Player {
         }
     }
 
-    /// Starts streaming `prompt` from the next tick. Waits until the socket is writable
-    /// first (a fresh socket is not until the runtime has polled it once), so the player
-    /// itself never waits on one stream's socket.
-    pub async fn play(&self, prompt: Prompt) -> Result<Playback, PlayerError> {
-        // A socket error here will show again on send, where it is counted.
-        let _ = prompt.socket.writable().await;
+    /// Starts streaming `prompt` from the next tick.
+    pub fn play(&self, prompt: Prompt) -> Result<Playback, PlayerError> {
         let id = self
             .next_id
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -452,10 +446,7 @@ fn send_next(
         .sender
         .stamp(prompt.payload_type, SAMPLES_PER_PACKET, payload.len());
     let length = packet::write(&header, payload, out);
-    match prompt
-        .socket
-        .try_send_to(&out[..length], prompt.destination)
-    {
+    match prompt.socket.send_to(&out[..length], prompt.destination) {
         Ok(_) => {
             stream.packets_sent += 1;
             statistics.packets_sent += 1;

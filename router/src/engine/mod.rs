@@ -1,8 +1,8 @@
 //! The tokio shell around the call state machine: it takes the SIP edge's incoming calls,
 //! resolves the dialled number against the [`Directory`], and runs one task per call
 //! ([`task`]) that performs the [`crate::call::Call`]'s actions with the real subsystems: the
-//! SIP endpoint, the presence registry, the RTP port pool, the prompt player and cache, and
-//! the webhook client. Dialled legs run as tasks of their own ([`leg`]).
+//! SIP endpoint, the presence registry, the RTP port pool, the prompt player and cache, the
+//! relay threads and the webhook client. Dialled legs run as tasks of their own ([`leg`]).
 
 mod audio;
 mod leg;
@@ -13,6 +13,7 @@ use std::sync::Arc;
 use media::cache::Cache;
 use media::ports::PortPool;
 use media::rtp::player::Player;
+use media::rtp::relay::Relays;
 use sip::endpoint::{EndpointHandle, IncomingCall};
 use sip::message::{StatusCode, Uri};
 use tokio::sync::mpsc;
@@ -37,8 +38,10 @@ pub struct Services {
     pub presence: presence::Registry,
     /// Tandem's RTP ports.
     pub ports: PortPool,
-    /// The prompt player (one task for every prompt stream).
+    /// The prompt player (one thread for every prompt stream).
     pub player: Player,
+    /// The relay threads that bridge answered calls' media.
+    pub relays: Relays,
     /// The prompt cache.
     pub cache: Arc<Cache>,
     /// Fetches instructions and sends status callbacks.

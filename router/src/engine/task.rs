@@ -175,7 +175,7 @@ impl CallTask {
                 return None;
             }
         };
-        let ports = match services.ports.allocate().await {
+        let ports = match services.ports.allocate() {
             Ok(ports) => ports,
             Err(error) => {
                 tracing::warn!(%error, "no RTP ports for the call");
@@ -444,7 +444,7 @@ impl CallTask {
                     tracing::warn!("Max-Forwards exhausted: not dialling SIP (a routing loop?)");
                     continue;
                 }
-                let ports = match self.services.ports.allocate().await {
+                let ports = match self.services.ports.allocate() {
                     Ok(ports) => ports,
                     Err(error) => {
                         tracing::warn!(%error, "no RTP ports for a dialled leg");
@@ -616,7 +616,9 @@ impl CallTask {
         tracing::info!(leg_sid = %sid, caller = %caller.remote, callee = %callee.remote, "bridged");
         self.relay = Some((
             sid.clone(),
-            Relay::spawn(caller, callee, RelayConfig::default()),
+            self.services
+                .relays
+                .relay(caller, callee, RelayConfig::default()),
         ));
         // The leg's ports stay leased until the leg is dropped from the table.
         if let Some(handle) = self.legs.get_mut(&sid) {
@@ -796,7 +798,7 @@ async fn stream_prompt(
     services: &Services,
     audio: Audio,
     loops: Loop,
-    socket: Arc<tokio::net::UdpSocket>,
+    socket: Arc<std::net::UdpSocket>,
     negotiated: Negotiated,
     sender: Sender,
     mut stop: oneshot::Receiver<()>,
@@ -821,7 +823,7 @@ async fn stream_prompt(
         },
         sender,
     };
-    let mut playback = match services.player.play(prompt).await {
+    let mut playback = match services.player.play(prompt) {
         Ok(playback) => playback,
         Err(error) => return (Some(error.to_string()), None),
     };

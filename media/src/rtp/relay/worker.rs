@@ -1,0 +1,600 @@
+//! One relay thread: an epoll instance (mio, edge-triggered) with the sockets of the calls it
+//! relays, a table of those calls, and their RTCP deadlines.
+//!
+//! Each wake-up reads every ready socket until it would block, forwarding as it goes, but at
+//! most [`BUDGET`] datagrams per socket before it serves the others: a socket flooded faster
+//! than it can be drained is put on a backlog and resumed after the rest, so one hostile
+//! sender cannot starve the other calls on the thread. Commands (start, stop) arrive on a
+//! channel with a mio waker and are handled after the ready sockets, so a token in one batch
+//! of events always means the call registered under it.
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::ErrorKind;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant, SystemTime};
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Registry, Token, Waker};
+use tokio::sync::{oneshot, watch};
+
+use super::{DirectionReport, Leg, RelayConfig, RelayReport, RtcpEndpoint};
+use crate::rtp::control::{LegControl, MAX_RTCP_LEN};
+use crate::rtp::forward::{Dropped, Forwarder};
+use crate::rtp::latch::Latch;
+use crate::rtp::packet::MAX_PACKET_LEN;
+use crate::rtp::{Sender, Ssrc};
+
+/// Datagrams read from one socket before the others get a turn.
+const BUDGET: usize = 64;
+
+/// The waker's token; call tokens are `slot << 2 | socket kind`.
+const WAKER: Token = Token(usize::MAX);
+
+/// What a relay thread is asked to do.
+#[derive(Debug)]
+pub(super) enum Command {
+    /// Register the legs' sockets and relay between them.
+    Start(Box<Start>),
+    /// Deregister and report; `reply: None` when nobody waits for the report.
+    Stop {
+        id: u64,
+        reply: Option<oneshot::Sender<RelayReport>>,
+    },
+}
+
+/// A relay to start.
+#[derive(Debug)]
+pub(super) struct Start {
+    pub(super) id: u64,
+    pub(super) a: Leg,
+    pub(super) b: Leg,
+    pub(super) config: RelayConfig,
+    pub(super) publish: watch::Sender<RelayReport>,
+}
+
+/// The way to one relay thread. The thread ends when the last handle is dropped.
+#[derive(Debug, Clone)]
+pub(super) struct Handle {
+    commands: mpsc::Sender<Command>,
+    waker: Arc<WakeOnDrop>,
+}
+
+/// Wakes the thread when the last handle goes, so it sees its channel closed and ends.
+#[derive(Debug)]
+struct WakeOnDrop(Arc<Waker>);
+
+impl Drop for WakeOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.wake();
+    }
+}
+
+impl Handle {
+    /// Starts a relay thread.
+    pub(super) fn spawn() -> std::io::Result<Self> {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let (commands, receiver) = mpsc::channel();
+        let worker = Worker {
+            poll,
+            _waker: Arc::clone(&waker),
+            commands: receiver,
+            calls: Vec::new(),
+            free: Vec::new(),
+            slots: HashMap::new(),
+            deadlines: BTreeSet::new(),
+            backlog: Vec::new(),
+            buffer: vec![0; MAX_PACKET_LEN.max(MAX_RTCP_LEN) + 1],
+            out: Vec::with_capacity(MAX_PACKET_LEN),
+        };
+        std::thread::Builder::new()
+            .name("tandem-relay".to_owned())
+            .spawn(move || worker.run())?;
+        Ok(Self {
+            commands,
+            waker: Arc::new(WakeOnDrop(waker)),
+        })
+    }
+
+    /// Queues a command and wakes the thread. A thread that is gone has nothing to start or
+    /// stop, so a failed send is ignored.
+    pub(super) fn send(&self, command: Command) {
+        if self.commands.send(command).is_ok() {
+            let _ = self.waker.0.wake();
+        }
+    }
+}
+
+struct Worker {
+    poll: Poll,
+    /// Keeps the eventfd open for as long as the thread polls it.
+    _waker: Arc<Waker>,
+    commands: mpsc::Receiver<Command>,
+    /// The relayed calls, by slot; a slot's tokens are `slot << 2 | kind`.
+    calls: Vec<Option<Call>>,
+    /// Empty slots, reused first.
+    free: Vec<usize>,
+    /// Relay id → slot.
+    slots: HashMap<u64, usize>,
+    /// RTCP deadlines: (when, relay id). A call's current deadline is in [`Call::deadline`];
+    /// an entry that no longer matches it is stale and skipped.
+    deadlines: BTreeSet<(Instant, u64)>,
+    /// Sockets that still had datagrams when their budget ran out.
+    backlog: Vec<Token>,
+    /// One receive buffer, one byte longer than the largest datagram accepted, so an
+    /// oversized one is seen as such rather than silently truncated.
+    buffer: Vec<u8>,
+    out: Vec<u8>,
+}
+
+/// Which of a call's four sockets a token names.
+#[derive(Debug, Clone, Copy)]
+enum Socket {
+    RtpA,
+    RtpB,
+    RtcpA,
+    RtcpB,
+}
+
+impl Socket {
+    const ALL: [Socket; 4] = [Socket::RtpA, Socket::RtpB, Socket::RtcpA, Socket::RtcpB];
+
+    fn token(self, slot: usize) -> Token {
+        Token(slot << 2 | self as usize)
+    }
+
+    fn of(token: Token) -> (usize, Self) {
+        (token.0 >> 2, Self::ALL[token.0 & 3])
+    }
+}
+
+/// One direction's state.
+struct Direction {
+    latch: Latch,
+    forwarder: Forwarder,
+    report: DirectionReport,
+}
+
+/// One leg's RTCP.
+struct LegRtcp {
+    endpoint: RtcpEndpoint,
+    control: LegControl,
+    /// Where our reports go: the signalled address until the peer's RTCP arrives.
+    destination: SocketAddr,
+}
+
+/// One relayed call.
+struct Call {
+    id: u64,
+    a: Leg,
+    b: Leg,
+    from_a: Direction,
+    from_b: Direction,
+    rtcp_a: Option<LegRtcp>,
+    rtcp_b: Option<LegRtcp>,
+    publish: watch::Sender<RelayReport>,
+    deadline: Option<Instant>,
+}
+
+impl Worker {
+    fn run(mut self) {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let timeout = if self.backlog.is_empty() {
+                self.deadlines
+                    .first()
+                    .map(|(at, _)| at.saturating_duration_since(Instant::now()))
+            } else {
+                Some(Duration::ZERO)
+            };
+            if let Err(error) = self.poll.poll(&mut events, timeout) {
+                if error.kind() == ErrorKind::Interrupted {
+                    continue;
+                }
+                tracing::error!(%error, "relay thread: epoll failed; its calls lose media");
+                return;
+            }
+            let now = Instant::now();
+            let mut woken = false;
+            for event in &events {
+                if event.token() == WAKER {
+                    woken = true;
+                } else {
+                    self.handle_readable(event.token(), now);
+                }
+            }
+            for token in std::mem::take(&mut self.backlog) {
+                self.handle_readable(token, now);
+            }
+            self.handle_deadlines(Instant::now());
+            if woken && !self.handle_commands() {
+                return;
+            }
+        }
+    }
+
+    /// Reads one ready socket, up to the budget.
+    fn handle_readable(&mut self, token: Token, now: Instant) {
+        let (slot, socket) = Socket::of(token);
+        let Some(call) = self.calls.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        let exhausted = match socket {
+            Socket::RtpA | Socket::RtpB => {
+                call.relay_rtp(socket, now, &mut self.buffer, &mut self.out)
+            }
+            Socket::RtcpA | Socket::RtcpB => call.receive_control(socket, now, &mut self.buffer),
+        };
+        if exhausted {
+            self.backlog.push(token);
+        }
+    }
+
+    /// Sends the RTCP reports that are due.
+    fn handle_deadlines(&mut self, now: Instant) {
+        while let Some(&(at, id)) = self.deadlines.first() {
+            if at > now {
+                return;
+            }
+            self.deadlines.pop_first();
+            let Some(call) = self
+                .slots
+                .get(&id)
+                .and_then(|&slot| self.calls.get_mut(slot))
+                .and_then(Option::as_mut)
+            else {
+                continue;
+            };
+            if call.deadline != Some(at) {
+                continue;
+            }
+            call.send_reports(now, &mut self.out);
+            if let Some(next) = call.deadline {
+                self.deadlines.insert((next, id));
+            }
+        }
+    }
+
+    /// Handles every queued command; `false` once every handle is gone.
+    fn handle_commands(&mut self) -> bool {
+        loop {
+            match self.commands.try_recv() {
+                Ok(Command::Start(start)) => self.start(*start),
+                Ok(Command::Stop { id, reply }) => {
+                    let report = self.stop(id);
+                    if let Some(reply) = reply {
+                        let _ = reply.send(report);
+                    }
+                }
+                Err(mpsc::TryRecvError::Empty) => return true,
+                Err(mpsc::TryRecvError::Disconnected) => return false,
+            }
+        }
+    }
+
+    fn start(&mut self, start: Start) {
+        let slot = self.free.pop().unwrap_or_else(|| {
+            self.calls.push(None);
+            self.calls.len() - 1
+        });
+        let call = Call::new(start);
+        if let Err(error) = call.register(self.poll.registry(), slot) {
+            // Typically the socket is already registered here (the same socket in two
+            // relays at once): a misuse, reported rather than relayed half-way.
+            tracing::error!(%error, "relay: could not register the legs' sockets");
+            call.deregister(self.poll.registry());
+            self.free.push(slot);
+            return;
+        }
+        if let Some(deadline) = call.deadline {
+            self.deadlines.insert((deadline, call.id));
+        }
+        self.slots.insert(call.id, slot);
+        if let Some(entry) = self.calls.get_mut(slot) {
+            *entry = Some(call);
+        }
+    }
+
+    fn stop(&mut self, id: u64) -> RelayReport {
+        let Some(slot) = self.slots.remove(&id) else {
+            return RelayReport::default();
+        };
+        let Some(call) = self.calls.get_mut(slot).and_then(Option::take) else {
+            return RelayReport::default();
+        };
+        self.free.push(slot);
+        if let Some(deadline) = call.deadline {
+            self.deadlines.remove(&(deadline, id));
+        }
+        call.deregister(self.poll.registry());
+        call.snapshot()
+    }
+}
+
+impl Call {
+    fn new(start: Start) -> Self {
+        let Start {
+            id,
+            a,
+            b,
+            config,
+            publish,
+        } = start;
+        let now = Instant::now();
+        let latch = |leg: &Leg| {
+            if leg.latching {
+                Latch::latching(leg.remote, now, config.latch_window)
+            } else {
+                Latch::signalled_only(leg.remote)
+            }
+        };
+        let direction = |from: &Leg, to: &Leg| Direction {
+            latch: latch(from),
+            forwarder: Forwarder::new(from.format, to.format, Sender::random()),
+            report: DirectionReport::default(),
+        };
+        let rtcp = |leg: &Leg| {
+            let endpoint = leg.rtcp.clone()?;
+            // RFC 7022: a random CNAME per session does not reveal host or user.
+            let cname = format!("{:016x}@tandem", rand::random::<u64>());
+            let control = LegControl::new(
+                &cname,
+                config.rtcp_minimum_interval,
+                now,
+                SystemTime::now(),
+                rand::random(),
+            );
+            Some(LegRtcp {
+                destination: endpoint.remote,
+                endpoint,
+                control,
+            })
+        };
+        let mut call = Self {
+            id,
+            from_a: direction(&a, &b),
+            from_b: direction(&b, &a),
+            rtcp_a: rtcp(&a),
+            rtcp_b: rtcp(&b),
+            a,
+            b,
+            publish,
+            deadline: None,
+        };
+        call.deadline = call.next_deadline();
+        call
+    }
+
+    fn sockets(&self) -> [Option<&UdpSocket>; 4] {
+        [
+            Some(&*self.a.socket),
+            Some(&*self.b.socket),
+            self.rtcp_a.as_ref().map(|rtcp| &*rtcp.endpoint.socket),
+            self.rtcp_b.as_ref().map(|rtcp| &*rtcp.endpoint.socket),
+        ]
+    }
+
+    fn register(&self, registry: &Registry, slot: usize) -> std::io::Result<()> {
+        for (socket, kind) in self.sockets().into_iter().zip(Socket::ALL) {
+            if let Some(socket) = socket {
+                let fd = socket.as_raw_fd();
+                registry.register(&mut SourceFd(&fd), kind.token(slot), Interest::READABLE)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deregisters whatever is registered; errors mean it was not.
+    fn deregister(&self, registry: &Registry) {
+        for socket in self.sockets().into_iter().flatten() {
+            let _ = registry.deregister(&mut SourceFd(&socket.as_raw_fd()));
+        }
+    }
+
+    /// Forwards what arrived on one leg's RTP socket to the other leg; `true` when the budget
+    /// ran out before the socket was drained.
+    fn relay_rtp(
+        &mut self,
+        socket: Socket,
+        now: Instant,
+        buffer: &mut [u8],
+        out: &mut Vec<u8>,
+    ) -> bool {
+        let (incoming, outgoing, direction, destination) = match socket {
+            Socket::RtpA => (
+                &self.a.socket,
+                &self.b.socket,
+                &mut self.from_a,
+                self.from_b.latch.destination(),
+            ),
+            _ => (
+                &self.b.socket,
+                &self.a.socket,
+                &mut self.from_b,
+                self.from_a.latch.destination(),
+            ),
+        };
+        for _ in 0..BUDGET {
+            match incoming.recv_from(buffer) {
+                Ok((length, source)) => relay_one(
+                    direction,
+                    now,
+                    source,
+                    &buffer[..length],
+                    outgoing,
+                    destination,
+                    out,
+                ),
+                Err(error) if error.kind() == ErrorKind::WouldBlock => return false,
+                // A queued ICMP error and the like: reading it cleared it; go on.
+                Err(_) => {}
+            }
+        }
+        true
+    }
+
+    /// Reads one leg's RTCP socket; `true` when the budget ran out.
+    fn receive_control(&mut self, socket: Socket, now: Instant, buffer: &mut [u8]) -> bool {
+        // Leg A's RTP goes out through from_b's forwarder, so our SSRC towards A is its.
+        let (rtcp, rtp_latch, ours) = match socket {
+            Socket::RtcpA => (
+                &mut self.rtcp_a,
+                &self.from_b.latch,
+                self.from_b.forwarder.sender().ssrc(),
+            ),
+            _ => (
+                &mut self.rtcp_b,
+                &self.from_a.latch,
+                self.from_a.forwarder.sender().ssrc(),
+            ),
+        };
+        let Some(rtcp) = rtcp.as_mut() else {
+            return false;
+        };
+        let mut exhausted = true;
+        for _ in 0..BUDGET {
+            match rtcp.endpoint.socket.recv_from(buffer) {
+                Ok((length, source)) => {
+                    handle_control(rtcp, rtp_latch, ours, now, source, &buffer[..length]);
+                }
+                Err(error) if error.kind() == ErrorKind::WouldBlock => {
+                    exhausted = false;
+                    break;
+                }
+                Err(_) => {}
+            }
+        }
+        self.publish.send_replace(self.snapshot());
+        exhausted
+    }
+
+    /// Sends the reports due at `now` and schedules the next.
+    fn send_reports(&mut self, now: Instant, out: &mut Vec<u8>) {
+        // Leg A: we send it what came from B, and report on what came from A.
+        if let Some(rtcp) = self.rtcp_a.as_mut() {
+            send_control(
+                rtcp,
+                now,
+                &self.from_b.forwarder,
+                &mut self.from_a.forwarder,
+                out,
+            );
+        }
+        if let Some(rtcp) = self.rtcp_b.as_mut() {
+            send_control(
+                rtcp,
+                now,
+                &self.from_a.forwarder,
+                &mut self.from_b.forwarder,
+                out,
+            );
+        }
+        self.deadline = self.next_deadline();
+        self.publish.send_replace(self.snapshot());
+    }
+
+    /// When the next RTCP report of either leg is due; `None` when no leg has RTCP.
+    fn next_deadline(&self) -> Option<Instant> {
+        [&self.rtcp_a, &self.rtcp_b]
+            .into_iter()
+            .flatten()
+            .map(|rtcp| rtcp.control.poll_timeout())
+            .min()
+    }
+
+    fn snapshot(&self) -> RelayReport {
+        let finish = |direction: &Direction| DirectionReport {
+            latched: direction.latch.latched(),
+            received: direction
+                .forwarder
+                .incoming_source()
+                .map(|source| source.statistics()),
+            ..direction.report
+        };
+        let control = |rtcp: &Option<LegRtcp>| {
+            rtcp.as_ref()
+                .map(|rtcp| rtcp.control.report())
+                .unwrap_or_default()
+        };
+        RelayReport {
+            a_to_b: finish(&self.from_a),
+            b_to_a: finish(&self.from_b),
+            rtcp_a: control(&self.rtcp_a),
+            rtcp_b: control(&self.rtcp_b),
+        }
+    }
+}
+
+fn relay_one(
+    direction: &mut Direction,
+    now: Instant,
+    source: SocketAddr,
+    datagram: &[u8],
+    outgoing: &UdpSocket,
+    destination: SocketAddr,
+    out: &mut Vec<u8>,
+) {
+    if !direction.latch.handle_source(now, source) {
+        direction.report.foreign_source += 1;
+        return;
+    }
+    match direction.forwarder.handle_datagram(now, datagram, out) {
+        Ok(length) => match outgoing.send_to(&out[..length], destination) {
+            Ok(_) => direction.report.forwarded += 1,
+            Err(_) => direction.report.send_failures += 1,
+        },
+        Err(Dropped::Malformed(_))
+        | Err(Dropped::UnexpectedPayloadType(_))
+        | Err(Dropped::NoTelephoneEventOnOutgoingLeg) => direction.report.unusable += 1,
+    }
+}
+
+fn handle_control(
+    rtcp: &mut LegRtcp,
+    rtp_latch: &Latch,
+    our_ssrc: Ssrc,
+    now: Instant,
+    source: SocketAddr,
+    datagram: &[u8],
+) {
+    let accepted = source.ip() == rtp_latch.destination().ip() || source == rtcp.endpoint.remote;
+    if !accepted || datagram.len() > MAX_RTCP_LEN {
+        rtcp.control.count_malformed();
+        return;
+    }
+    if rtcp
+        .control
+        .handle_datagram(now, datagram, our_ssrc)
+        .is_ok()
+    {
+        // RFC 4961: symmetric RTCP; answer where the peer's reports come from.
+        rtcp.destination = source;
+    }
+}
+
+fn send_control(
+    rtcp: &mut LegRtcp,
+    now: Instant,
+    outgoing: &Forwarder,
+    incoming: &mut Forwarder,
+    buffer: &mut Vec<u8>,
+) {
+    let written = rtcp.control.handle_timeout(
+        now,
+        rand::random(),
+        outgoing.sender(),
+        incoming.incoming_source_mut(),
+        buffer,
+    );
+    if written
+        && rtcp
+            .endpoint
+            .socket
+            .send_to(buffer, rtcp.destination)
+            .is_err()
+    {
+        rtcp.control.count_send_failure();
+    }
+}
