@@ -50,8 +50,9 @@ pub(super) struct LegMedia {
 pub(super) enum LegUpdate {
     /// Alerting.
     Ringing,
-    /// Answered, with its media.
-    Answered(LegMedia),
+    /// Answered, with its media (boxed: it would make every report, and so every slot of the
+    /// report channel, several times larger).
+    Answered(Box<LegMedia>),
     /// Ended unanswered.
     Failed(LegFailure),
     /// The answered party hung up.
@@ -112,11 +113,11 @@ impl LegContext {
     /// Reports the answer, handing the leg's ports to the call for the relay.
     fn answered(&mut self, negotiated: Negotiated, latching: bool) {
         if let Some(ports) = self.ports.take() {
-            self.report(LegUpdate::Answered(LegMedia {
+            self.report(LegUpdate::Answered(Box::new(LegMedia {
                 ports,
                 negotiated,
                 latching,
-            }));
+            })));
         }
     }
 

@@ -405,7 +405,7 @@ impl CallTask {
                 };
             }
             if let LegUpdate::Answered(media) = report.update {
-                handle.media = Some(media);
+                handle.media = Some(*media);
             }
         }
         if matches!(event, crate::call::LegEvent::Ended) {

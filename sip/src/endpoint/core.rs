@@ -123,7 +123,9 @@ struct ServerEntry {
 struct ClientEntry {
     transaction: ClientTransaction,
     target: Target,
-    events: mpsc::UnboundedSender<ClientEvent>,
+    /// Where the transaction's responses go; `None` once the receiver is gone (housekeeping
+    /// releases it, so a lingering transaction does not keep the channel alive).
+    events: Option<mpsc::UnboundedSender<ClientEvent>>,
     /// For an INVITE we sent: the owner of the dialogs its responses create.
     dialog: Option<mpsc::UnboundedSender<CallEvent>>,
 }
@@ -277,8 +279,9 @@ impl Core {
         }
     }
 
-    /// Periodic sweeps: expired registrations, dialog routes whose call has gone, and requests
-    /// call control left unanswered (500, so that no transaction outlives its owner).
+    /// Periodic sweeps: expired registrations, dialog routes whose call has gone, requests
+    /// call control left unanswered (500, so that no transaction outlives its owner), and the
+    /// channels of lingering transactions whose receiver is gone.
     pub fn housekeeping(&mut self, now: Instant) {
         self.shared.registrar().expire(now);
         let abandoned: Vec<Key> = self
@@ -302,6 +305,7 @@ impl Core {
                 r.with_reason("Call Control Did Not Answer")
             });
         }
+        self.release_closed_channels();
         self.dialogs.retain(|_, route| !route.call.is_closed());
         self.shared
             .stats
@@ -313,6 +317,26 @@ impl Core {
                 .stats
                 .rate_limited_sources
                 .store(limiter.len() as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Drops the senders whose receiver is gone. A transaction lingers 32 s after its final
+    /// response (Timers J, K, L, M over UDP), and a sender it holds keeps the whole channel
+    /// allocated; at hundreds of calls per second that was tens of megabytes of channels
+    /// nobody would read. Runs after the abandoned-request check, which looks for closed
+    /// senders of unanswered INVITEs.
+    fn release_closed_channels(&mut self) {
+        fn release<T>(sender: &mut Option<mpsc::UnboundedSender<T>>) {
+            if sender.as_ref().is_some_and(|sender| sender.is_closed()) {
+                *sender = None;
+            }
+        }
+        for entry in self.servers.values_mut() {
+            release(&mut entry.call);
+        }
+        for entry in self.clients.values_mut() {
+            release(&mut entry.events);
+            release(&mut entry.dialog);
         }
     }
 
@@ -702,7 +726,7 @@ impl Core {
             Some(route) if !route.call.is_closed() => {
                 let _ = route
                     .call
-                    .send(CallEvent::Request(request.clone(), key.clone()));
+                    .send(CallEvent::Request(Box::new(request.clone()), key.clone()));
                 entry.answer_by = Some(now + self.timers.transaction_timeout());
             }
             // §12.2.2: a request for a dialog we do not know gets 481.
@@ -726,7 +750,7 @@ impl Core {
             return;
         };
         let cseq = request.headers.cseq.seq;
-        let _ = route.call.send(CallEvent::Ack(request));
+        let _ = route.call.send(CallEvent::Ack(Box::new(request)));
         if let Some(ServerEntry {
             transaction: ServerTransaction::Invite(t),
             ..
@@ -834,7 +858,7 @@ impl Core {
             Box::new(ClientEntry {
                 transaction,
                 target,
-                events,
+                events: Some(events),
                 dialog,
             }),
         );
@@ -900,14 +924,14 @@ impl Core {
                             });
                         }
                     }
-                    Some(ClientEvent::Response(r))
+                    Some(ClientEvent::Response(Box::new(r)))
                 }
                 Event::Timeout => Some(ClientEvent::Timeout),
                 Event::TransportError => Some(ClientEvent::TransportError),
                 Event::NoAck | Event::Terminated => None,
             };
-            if let Some(ev) = client_event {
-                let _ = entry.events.send(ev);
+            if let (Some(ev), Some(events)) = (client_event, &entry.events) {
+                let _ = events.send(ev);
             }
         }
         if entry.transaction.is_terminated() {
@@ -1099,5 +1123,64 @@ mod tests {
             "no transaction for the refused INVITE"
         );
         assert_eq!(core.shared.stats.invites_shed.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn lingering_transactions_let_go_of_channels_nobody_reads() {
+        let (mut core, mut calls) = core();
+        let now = Instant::now();
+        // A server INVITE handed to call control, answered 486: its transaction lingers
+        // (Timer H) with the call's event sender.
+        core.handle_inbound(now, invite(1));
+        let call = calls.try_recv().unwrap();
+        let call_sender = core
+            .servers
+            .get(&call.key)
+            .unwrap()
+            .call
+            .as_ref()
+            .unwrap()
+            .downgrade();
+        let response = call
+            .request
+            .response(StatusCode::BUSY_HERE, Some(&call.local_tag));
+        core.handle_command(
+            now,
+            Command::Respond {
+                key: call.key.clone(),
+                response,
+            },
+        );
+        // A client request whose owner is gone before it completes.
+        let (events, receiver) = mpsc::unbounded_channel();
+        let client_sender = events.downgrade();
+        let crate::message::Message::Request(request) = invite(2).message else {
+            unreachable!("invite() builds a request");
+        };
+        core.handle_command(
+            now,
+            Command::SendRequest {
+                request,
+                target: Target {
+                    transport: ListenTransport::Udp,
+                    addr: "127.0.0.1:5070".parse().unwrap(),
+                    connection: None,
+                    local: None,
+                },
+                events,
+                dialog: None,
+            },
+        );
+        core.housekeeping(now);
+        assert!(client_sender.upgrade().is_some(), "still read: kept");
+        assert!(call_sender.upgrade().is_some());
+
+        drop(receiver);
+        drop(call);
+        core.housekeeping(now);
+        assert_eq!(core.servers.len(), 1, "the transactions still linger");
+        assert_eq!(core.clients.len(), 1);
+        assert!(client_sender.upgrade().is_none(), "released");
+        assert!(call_sender.upgrade().is_none(), "released");
     }
 }
