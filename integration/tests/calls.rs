@@ -218,6 +218,54 @@ async fn a_client_hanging_up_ends_the_bridge_and_the_call() {
 }
 
 #[tokio::test]
+async fn a_clients_dtmf_reaches_the_caller_as_telephone_events() {
+    let hook = webhook().await;
+    hook.respond(
+        "/voice",
+        r#"<Response><Dial answerOnBridge="true"><Client>alice</Client></Dial></Response>"#,
+    );
+    let tandem = tandem_for(&hook).await;
+    let mut alice = client(&tandem, "alice").await;
+    let caller_rtp = RtpEndpoint::bind().await;
+    let phone = Phone::bind().await;
+    let call = phone
+        .call(tandem.sip_udp(), "+15550100", &caller_rtp.sdp_offer())
+        .await;
+    let offered = alice.wait_invite(WAIT).await;
+    // Keys before the answer go nowhere.
+    alice
+        .send(
+            "dtmf",
+            serde_json::json!({"callsid": offered.callsid, "digits": "9"}),
+        )
+        .await;
+    let device_rtp = RtpEndpoint::bind().await;
+    alice
+        .answer(&offered.callsid, &device_rtp.sdp_answer(&offered.sdp))
+        .await;
+    call.wait_status(200, WAIT).await;
+    // Bridged once the device's audio reaches the caller.
+    let (tandem_for_device, _) = parse_sdp_audio(&offered.sdp);
+    device_rtp.start_sending(tandem_for_device, 0, 0x22);
+    wait_pattern(&caller_rtp, 0x22, 3).await;
+
+    alice
+        .send(
+            "dtmf",
+            serde_json::json!({"callsid": offered.callsid, "digits": "42#"}),
+        )
+        .await;
+    let answer = call.remote_sdp().expect("SDP in the 200");
+    let event_type = integration::rtp::telephone_event_type(&answer).expect("telephone-event");
+    assert_eq!(caller_rtp.wait_dtmf(event_type, 3, WAIT).await, "42#");
+    // The device's audio resumes after the keys.
+    caller_rtp.clear_received();
+    wait_pattern(&caller_rtp, 0x22, 3).await;
+    device_rtp.stop_sending();
+    assert_eq!(call.bye().await.status.code(), 200);
+}
+
+#[tokio::test]
 async fn no_answer_reaches_the_action_url_whose_prompt_plays_to_the_caller() {
     let hook = webhook().await;
     hook.respond(

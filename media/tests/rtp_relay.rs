@@ -416,3 +416,91 @@ async fn calls_sharing_a_relay_thread_stay_apart_and_a_stopped_relay_lets_go_of_
     assert!(flooded.a_to_b.foreign_source > 0);
     assert!(flooded.a_to_b.forwarded <= 1);
 }
+
+#[tokio::test]
+async fn dtmf_sent_for_a_party_is_played_as_telephone_events_into_the_other_legs_stream() {
+    let call = call().await;
+    let relay = relays().relay(
+        leg(&call.relay_a, address(&call.phone_a), PCMU_LEG, false),
+        leg(&call.relay_b, address(&call.phone_b), PCMA_LEG, false),
+        RelayConfig::default(),
+    );
+    // B's audio reaches A first, so the stream toward A has numbering to continue.
+    call.phone_b
+        .send_to(
+            &datagram(8, 500, 9_000, &[0xD5; 160]),
+            call.relay_b.local_addr().unwrap(),
+        )
+        .await
+        .unwrap();
+    let (bytes, _) = receive(&call.phone_a).await;
+    let audio = Packet::parse(&bytes).unwrap().header;
+
+    relay.send_dtmf(media::rtp::relay::Side::A, "1x#");
+    let mut events = Vec::new();
+    while events.len() < 14 {
+        let (bytes, from) = receive(&call.phone_a).await;
+        assert_eq!(from, call.relay_a.local_addr().unwrap());
+        let packet = Packet::parse(&bytes).unwrap();
+        assert_eq!(
+            packet.header.payload_type,
+            PayloadType(101),
+            "A's telephone-event type"
+        );
+        events.push((
+            packet.header,
+            media::dtmf::EventPayload::decode(packet.payload).unwrap(),
+        ));
+    }
+    // Two keys ('x' is no key), each 4 updates and 3 end packets sharing the key's start
+    // timestamp, the first with the marker; numbering continues A's stream.
+    for (index, (header, payload)) in events.iter().enumerate() {
+        assert_eq!(header.ssrc, audio.ssrc);
+        assert_eq!(
+            header.sequence,
+            audio.sequence.wrapping_add(1 + index as u16)
+        );
+        assert_eq!(header.marker, index % 7 == 0);
+        assert_eq!(payload.end, index % 7 >= 4);
+        let key = if index < 7 { '1' } else { '#' };
+        assert_eq!(payload.event.key(), Some(key));
+        assert_eq!(header.timestamp, events[index / 7 * 7].0.timestamp);
+    }
+    let gap = events[7]
+        .0
+        .timestamp
+        .0
+        .wrapping_sub(events[0].0.timestamp.0);
+    assert!(
+        (1_500..3_000).contains(&gap),
+        "the second key starts ~160 ms of the wall clock later: {gap}"
+    );
+
+    // Then B's audio flows again, as a new talkspurt after the events.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    call.phone_b
+        .send_to(
+            &datagram(8, 501, 9_160, &[0xD5; 160]),
+            call.relay_b.local_addr().unwrap(),
+        )
+        .await
+        .unwrap();
+    let (bytes, _) = receive(&call.phone_a).await;
+    let resumed = Packet::parse(&bytes).unwrap().header;
+    assert_eq!(resumed.payload_type, PayloadType::PCMU);
+    assert_eq!(resumed.sequence, audio.sequence.wrapping_add(15));
+    assert!(resumed.marker);
+    let after_keys = resumed
+        .timestamp
+        .0
+        .wrapping_sub(events[7].0.timestamp.0 + 800) as i32;
+    assert!(
+        after_keys >= 0,
+        "audio resumes after the last key: {after_keys}"
+    );
+    let report = relay.stop().await;
+    assert_eq!(
+        report.b_to_a.forwarded, 16,
+        "2 audio + 14 event packets toward A"
+    );
+}

@@ -132,6 +132,17 @@ impl Forwarder {
     pub fn sender(&self) -> &Sender {
         &self.sender
     }
+
+    /// The same, mutable: packets Tandem generates into the outgoing stream (telephone-events
+    /// on behalf of the other party) take their numbers from it.
+    pub fn sender_mut(&mut self) -> &mut Sender {
+        &mut self.sender
+    }
+
+    /// What the outgoing leg negotiated.
+    pub fn outgoing(&self) -> LegFormat {
+        self.outgoing
+    }
 }
 
 #[cfg(test)]

@@ -70,9 +70,12 @@ impl Sender {
     }
 
     /// Marks the next packet as the start of a talkspurt (after silence or a pause), and
-    /// skips the timestamp ahead by `silent_samples` so the gap keeps its length.
+    /// skips the timestamp ahead by `silent_samples` so the gap keeps its length. A stream
+    /// being forwarded re-bases onto this numbering at its next packet: the packets generated
+    /// meanwhile (telephone-events) took sequence numbers the old offsets would reuse.
     pub fn start_talkspurt(&mut self, silent_samples: u32) {
         self.talkspurt_start = true;
+        self.mapping = None;
         self.next_timestamp = self.next_timestamp.wrapping_add(silent_samples);
     }
 

@@ -57,17 +57,20 @@ pub(super) enum LegUpdate {
     Failed(LegFailure),
     /// The answered party hung up.
     Ended,
+    /// The answered party pressed keys out of band (a client's `dtmf`), for the caller.
+    Digits(String),
 }
 
 impl LegUpdate {
-    /// The state machine's view of it.
-    pub(super) fn event(&self) -> LegEvent {
-        match self {
+    /// The state machine's view of it; `None` for what only the media path cares about.
+    pub(super) fn event(&self) -> Option<LegEvent> {
+        Some(match self {
             LegUpdate::Ringing => LegEvent::Ringing,
             LegUpdate::Answered(_) => LegEvent::Answered,
             LegUpdate::Failed(failure) => LegEvent::Failed(*failure),
             LegUpdate::Ended => LegEvent::Ended,
-        }
+            LegUpdate::Digits(_) => return None,
+        })
     }
 }
 
@@ -188,8 +191,11 @@ pub(super) async fn client(
                         leg.answered(negotiated, true);
                     }
                     DeviceEvent::Answer { .. } => {}
-                    DeviceEvent::Dtmf { digits } => {
-                        tracing::debug!(leg = %leg.sid, %digits, "client DTMF (not relayed yet)");
+                    DeviceEvent::Dtmf { digits } if answered => {
+                        leg.report(LegUpdate::Digits(digits));
+                    }
+                    DeviceEvent::Dtmf { .. } => {
+                        tracing::debug!(leg = %leg.sid, "client DTMF before the answer ignored");
                     }
                     DeviceEvent::Reject => {
                         leg.report(if answered {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 use media::ports::RtpPorts;
 use media::rtp::listener::{Listener, ListenerConfig};
 use media::rtp::player::{Loops, Prompt};
-use media::rtp::relay::{Leg, Relay, RelayConfig, RtcpEndpoint};
+use media::rtp::relay::{Leg, Relay, RelayConfig, RtcpEndpoint, Side};
 use media::rtp::Sender;
 use media::sdp::{self, Negotiated, Session};
 use sip::config::ListenTransport;
@@ -392,7 +392,16 @@ impl CallTask {
     }
 
     async fn leg_report(&mut self, call: &mut Call, report: LegReport, record: &mut CallRecord) {
-        let event = report.update.event();
+        let Some(event) = report.update.event() else {
+            if let LegUpdate::Digits(digits) = &report.update {
+                // Only the party bridged to the caller can press keys at the caller.
+                if let Some((_, relay)) = self.relay.as_ref().filter(|(sid, _)| *sid == report.sid)
+                {
+                    relay.send_dtmf(Side::A, digits);
+                }
+            }
+            return;
+        };
         if let Some(handle) = self.legs.get_mut(&report.sid) {
             if let Some(leg) = record.legs.get_mut(handle.record) {
                 leg.status = match &report.update {
@@ -402,6 +411,7 @@ impl CallTask {
                     LegUpdate::Failed(LegFailure::Busy | LegFailure::Rejected) => "busy",
                     LegUpdate::Failed(LegFailure::NoAnswer) => "no-answer",
                     LegUpdate::Failed(LegFailure::Failed) => "failed",
+                    LegUpdate::Digits(_) => leg.status,
                 };
             }
             if let LegUpdate::Answered(media) = report.update {

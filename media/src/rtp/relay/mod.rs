@@ -19,6 +19,11 @@
 //! goes to (latched or signalled) or from the signalled RTCP address; once one arrives, ours go
 //! back to its source (symmetric RTCP, RFC 4961), else to the signalled RTCP address.
 //!
+//! DTMF on behalf of a party whose key presses arrive out of band (a client's `dtmf`
+//! message): [`Relay::send_dtmf`] plays RFC 4733 telephone-events into the stream toward one
+//! leg, numbered by that stream's own sender, while the audio of that direction is held back;
+//! the forwarded stream then resumes as a new talkspurt.
+//!
 //! Invariant: a socket is read by one party at a time. The DTMF listener stops (and so leaves
 //! the runtime's reactor) before a relay registers the socket, and a stopped relay has
 //! deregistered its sockets before [`Relay::stop`] returns.
@@ -112,6 +117,15 @@ pub struct RelayReport {
     pub rtcp_b: ControlReport,
 }
 
+/// One leg of a relay, as given to [`Relays::relay`] (`a` first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The first leg.
+    A,
+    /// The second leg.
+    B,
+}
+
 /// How many relay threads to run.
 #[derive(Debug, Clone, Copy)]
 pub struct RelaysConfig {
@@ -202,6 +216,20 @@ impl Relay {
     pub async fn changed_report(&mut self) -> Option<RelayReport> {
         self.snapshot.changed().await.ok()?;
         Some(*self.snapshot.borrow_and_update())
+    }
+
+    /// Plays `digits` (`0-9 * # A-D`; anything else is skipped) as RFC 4733 telephone-events
+    /// toward leg `toward`, one 100 ms event per key with 60 ms between keys, after any digits
+    /// still playing. Nothing is sent when that leg did not negotiate telephone-events, and at
+    /// most 64 keys wait at a time (more are dropped).
+    pub fn send_dtmf(&self, toward: Side, digits: &str) {
+        if let Some(worker) = &self.worker {
+            worker.send(worker::Command::Dtmf {
+                id: self.id,
+                toward,
+                digits: digits.to_owned(),
+            });
+        }
     }
 
     /// Stops the relay and returns its counters. Once this returns, the relay thread no

@@ -8,7 +8,7 @@
 //! channel with a mio waker and are handled after the ready sockets, so a token in one batch
 //! of events always means the call registered under it.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
@@ -19,18 +19,31 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use tokio::sync::{oneshot, watch};
 
-use super::{DirectionReport, Leg, RelayConfig, RelayReport, RtcpEndpoint};
+use super::{DirectionReport, Leg, RelayConfig, RelayReport, RtcpEndpoint, Side};
+use crate::dtmf::{Event, EventSender, PAYLOAD_LEN};
 use crate::rtp::control::{LegControl, MAX_RTCP_LEN};
 use crate::rtp::forward::{Dropped, Forwarder};
 use crate::rtp::latch::Latch;
-use crate::rtp::packet::MAX_PACKET_LEN;
-use crate::rtp::{Sender, Ssrc};
+use crate::rtp::packet::{self, MAX_PACKET_LEN};
+use crate::rtp::{PayloadType, RtpTimestamp, Sender, Ssrc, CLOCK_RATE, PACKET_INTERVAL};
 
 /// Datagrams read from one socket before the others get a turn.
 const BUDGET: usize = 64;
 
 /// The waker's token; call tokens are `slot << 2 | socket kind`.
 const WAKER: Token = Token(usize::MAX);
+
+/// How long each injected key press lasts, in timestamp units (100 ms at 8 kHz).
+const KEY_DURATION: u32 = 800;
+
+/// Silence between injected key presses.
+const KEY_GAP: Duration = Duration::from_millis(60);
+
+/// The volume of injected key presses (−dBm0).
+const KEY_VOLUME: u8 = 10;
+
+/// Key presses that may wait to be played toward one leg.
+const MAX_PENDING_KEYS: usize = 64;
 
 /// What a relay thread is asked to do.
 #[derive(Debug)]
@@ -41,6 +54,12 @@ pub(super) enum Command {
     Stop {
         id: u64,
         reply: Option<oneshot::Sender<RelayReport>>,
+    },
+    /// Play key presses toward one leg.
+    Dtmf {
+        id: u64,
+        toward: Side,
+        digits: String,
     },
 }
 
@@ -155,6 +174,22 @@ struct Direction {
     latch: Latch,
     forwarder: Forwarder,
     report: DirectionReport,
+    /// Key presses being played into this direction's outgoing stream; its forwarded packets
+    /// are held back meanwhile.
+    injection: Option<Injection>,
+}
+
+/// RFC 4733 events Tandem plays into a forwarded stream: one key at a time, a packet every
+/// 20 ms, timestamps following the wall clock from where the stream stood.
+struct Injection {
+    keys: VecDeque<Event>,
+    /// The key playing and its start timestamp.
+    playing: Option<(EventSender, RtpTimestamp)>,
+    payload_type: PayloadType,
+    /// Where the stream stood when the injection began, in time and in timestamp units.
+    origin: (Instant, RtpTimestamp),
+    /// When the next packet is due.
+    next_at: Instant,
 }
 
 /// One leg's RTCP.
@@ -250,7 +285,8 @@ impl Worker {
             if call.deadline != Some(at) {
                 continue;
             }
-            call.send_reports(now, &mut self.out);
+            call.handle_timeout(now, &mut self.out);
+            call.deadline = call.next_deadline();
             if let Some(next) = call.deadline {
                 self.deadlines.insert((next, id));
             }
@@ -268,6 +304,7 @@ impl Worker {
                         let _ = reply.send(report);
                     }
                 }
+                Ok(Command::Dtmf { id, toward, digits }) => self.send_dtmf(id, toward, &digits),
                 Err(mpsc::TryRecvError::Empty) => return true,
                 Err(mpsc::TryRecvError::Disconnected) => return false,
             }
@@ -294,6 +331,29 @@ impl Worker {
         self.slots.insert(call.id, slot);
         if let Some(entry) = self.calls.get_mut(slot) {
             *entry = Some(call);
+        }
+    }
+
+    fn send_dtmf(&mut self, id: u64, toward: Side, digits: &str) {
+        let Some(call) = self
+            .slots
+            .get(&id)
+            .and_then(|&slot| self.calls.get_mut(slot))
+            .and_then(Option::as_mut)
+        else {
+            return;
+        };
+        let now = Instant::now();
+        call.queue_keys(now, toward, digits, &mut self.out);
+        let next = call.next_deadline();
+        if next != call.deadline {
+            if let Some(old) = call.deadline {
+                self.deadlines.remove(&(old, id));
+            }
+            if let Some(next) = next {
+                self.deadlines.insert((next, id));
+            }
+            call.deadline = next;
         }
     }
 
@@ -334,6 +394,7 @@ impl Call {
             latch: latch(from),
             forwarder: Forwarder::new(from.format, to.format, Sender::random()),
             report: DirectionReport::default(),
+            injection: None,
         };
         let rtcp = |leg: &Leg| {
             let endpoint = leg.rtcp.clone()?;
@@ -470,38 +531,91 @@ impl Call {
         exhausted
     }
 
-    /// Sends the reports due at `now` and schedules the next.
-    fn send_reports(&mut self, now: Instant, out: &mut Vec<u8>) {
-        // Leg A: we send it what came from B, and report on what came from A.
-        if let Some(rtcp) = self.rtcp_a.as_mut() {
-            send_control(
-                rtcp,
-                now,
-                &self.from_b.forwarder,
-                &mut self.from_a.forwarder,
-                out,
-            );
-        }
-        if let Some(rtcp) = self.rtcp_b.as_mut() {
-            send_control(
-                rtcp,
-                now,
-                &self.from_a.forwarder,
-                &mut self.from_b.forwarder,
-                out,
-            );
-        }
-        self.deadline = self.next_deadline();
-        self.publish.send_replace(self.snapshot());
-    }
-
-    /// When the next RTCP report of either leg is due; `None` when no leg has RTCP.
-    fn next_deadline(&self) -> Option<Instant> {
-        [&self.rtcp_a, &self.rtcp_b]
+    /// Sends what is due at `now`: RTCP reports, injected key presses.
+    fn handle_timeout(&mut self, now: Instant, out: &mut Vec<u8>) {
+        let rtcp_due = [&self.rtcp_a, &self.rtcp_b]
             .into_iter()
             .flatten()
-            .map(|rtcp| rtcp.control.poll_timeout())
-            .min()
+            .any(|rtcp| rtcp.control.poll_timeout() <= now);
+        if rtcp_due {
+            // Leg A: we send it what came from B, and report on what came from A.
+            if let Some(rtcp) = self.rtcp_a.as_mut() {
+                send_control(
+                    rtcp,
+                    now,
+                    &self.from_b.forwarder,
+                    &mut self.from_a.forwarder,
+                    out,
+                );
+            }
+            if let Some(rtcp) = self.rtcp_b.as_mut() {
+                send_control(
+                    rtcp,
+                    now,
+                    &self.from_a.forwarder,
+                    &mut self.from_b.forwarder,
+                    out,
+                );
+            }
+            self.publish.send_replace(self.snapshot());
+        }
+        // What goes toward A is the B → A direction's stream, and vice versa.
+        let destination_a = self.from_a.latch.destination();
+        let destination_b = self.from_b.latch.destination();
+        play_keys(&mut self.from_b, now, &self.a.socket, destination_a, out);
+        play_keys(&mut self.from_a, now, &self.b.socket, destination_b, out);
+    }
+
+    /// Queues key presses toward one leg, starting at once when none are playing.
+    fn queue_keys(&mut self, now: Instant, toward: Side, digits: &str, out: &mut Vec<u8>) {
+        let (direction, socket, destination) = match toward {
+            Side::A => (
+                &mut self.from_b,
+                &self.a.socket,
+                self.from_a.latch.destination(),
+            ),
+            Side::B => (
+                &mut self.from_a,
+                &self.b.socket,
+                self.from_b.latch.destination(),
+            ),
+        };
+        let Some(payload_type) = direction.forwarder.outgoing().telephone_event else {
+            tracing::debug!(
+                ?toward,
+                "DTMF not sent: the leg negotiated no telephone-events"
+            );
+            return;
+        };
+        let origin = (now, direction.forwarder.sender().next_timestamp());
+        let injection = direction.injection.get_or_insert_with(|| Injection {
+            keys: VecDeque::new(),
+            playing: None,
+            payload_type,
+            origin,
+            next_at: now,
+        });
+        for event in digits.chars().filter_map(Event::from_key) {
+            if injection.keys.len() >= MAX_PENDING_KEYS {
+                tracing::debug!(?toward, "DTMF keys dropped: too many waiting");
+                break;
+            }
+            injection.keys.push_back(event);
+        }
+        play_keys(direction, now, socket, destination, out);
+    }
+
+    /// When something is next due: an RTCP report of either leg or an injected packet.
+    fn next_deadline(&self) -> Option<Instant> {
+        let rtcp = [&self.rtcp_a, &self.rtcp_b]
+            .into_iter()
+            .flatten()
+            .map(|rtcp| rtcp.control.poll_timeout());
+        let keys = [&self.from_a, &self.from_b]
+            .into_iter()
+            .filter_map(|direction| direction.injection.as_ref())
+            .map(|injection| injection.next_at);
+        rtcp.chain(keys).min()
     }
 
     fn snapshot(&self) -> RelayReport {
@@ -527,6 +641,63 @@ impl Call {
     }
 }
 
+/// Sends the injected packets of `direction` that are due, toward `destination`; ends the
+/// injection (the forwarded stream resumes as a new talkspurt) once every key is played.
+fn play_keys(
+    direction: &mut Direction,
+    now: Instant,
+    socket: &UdpSocket,
+    destination: SocketAddr,
+    out: &mut Vec<u8>,
+) {
+    let Some(injection) = direction.injection.as_mut() else {
+        return;
+    };
+    let sender = direction.forwarder.sender_mut();
+    while injection.next_at <= now {
+        if injection.playing.is_none() {
+            let Some(event) = injection.keys.pop_front() else {
+                // RFC 4733 §2.5.1.3 leaves audio to resume after the event; the stream's
+                // timestamps skip the time the keys took.
+                let elapsed = now.saturating_duration_since(injection.origin.0);
+                sender.start_talkspurt(samples(elapsed));
+                direction.injection = None;
+                return;
+            };
+            let elapsed = injection
+                .next_at
+                .saturating_duration_since(injection.origin.0);
+            let start = injection.origin.1.wrapping_add(samples(elapsed));
+            injection.playing = Some((EventSender::new(event, KEY_DURATION, KEY_VOLUME), start));
+        }
+        let Some((events, start)) = injection.playing.as_mut() else {
+            return;
+        };
+        match events.next_payload() {
+            Some((marker, payload)) => {
+                let header = sender.stamp_event(injection.payload_type, *start, marker);
+                let length = packet::write(&header, &payload.encode()[..PAYLOAD_LEN], out);
+                match socket.send_to(&out[..length], destination) {
+                    Ok(_) => direction.report.forwarded += 1,
+                    Err(_) => direction.report.send_failures += 1,
+                }
+                injection.next_at += PACKET_INTERVAL;
+            }
+            None => {
+                injection.playing = None;
+                if !injection.keys.is_empty() {
+                    injection.next_at += KEY_GAP;
+                }
+            }
+        }
+    }
+}
+
+/// Timestamp units (8 kHz) in `duration`.
+fn samples(duration: Duration) -> u32 {
+    (duration.as_micros() * u128::from(CLOCK_RATE) / 1_000_000) as u32
+}
+
 fn relay_one(
     direction: &mut Direction,
     now: Instant,
@@ -538,6 +709,10 @@ fn relay_one(
 ) {
     if !direction.latch.handle_source(now, source) {
         direction.report.foreign_source += 1;
+        return;
+    }
+    if direction.injection.is_some() {
+        // Key presses are being played into this stream: its own packets wait them out.
         return;
     }
     match direction.forwarder.handle_datagram(now, datagram, out) {
