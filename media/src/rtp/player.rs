@@ -4,8 +4,10 @@
 //!
 //! A dedicated OS thread rather than a tokio task: the runtime's timer has a 1 ms granularity
 //! and its workers run other tasks between ticks, which showed as ±3 ms of send jitter; the
-//! thread sleeps to the exact tick (`recv_timeout`, tens of microseconds of slack) and nothing
-//! else runs on it. It only calls `send_to` on the calls' non-blocking sockets.
+//! thread sleeps to the exact tick (tens of microseconds of slack) and nothing else runs on
+//! it. Commands (play, stop) are taken at the tick, not by waking the thread: a prompt starts
+//! at the next tick anyway, and under load a wake per command cost more than the streaming.
+//! It only calls `send_to` on the calls' non-blocking sockets.
 //!
 //! Each stream is a socket, a destination, 8 kHz µ-law audio (as the prompt cache stores it)
 //! and the codec the call negotiated: PCMU is sent as is, PCMA is transcoded per packet by
@@ -323,16 +325,18 @@ fn run(
             next_tick = Instant::now();
             continue;
         }
-        // Sleep until the tick, woken early by commands (a new prompt, a stop).
+        // Sleep until the tick, then take the commands that came meanwhile: they wait for the
+        // tick anyway (a prompt starts at the next one), and not being woken by every play
+        // and stop spares the senders a futex wake and this thread a context switch each.
         let now = Instant::now();
         if next_tick > now {
-            match commands.recv_timeout(next_tick - now) {
-                Ok(command) => {
-                    handle_command(command, &mut streams);
-                    continue;
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            std::thread::sleep(next_tick - now);
+        }
+        loop {
+            match commands.try_recv() {
+                Ok(command) => handle_command(command, &mut streams),
+                Err(mpsc::TryRecvError::Empty) => break,
+                Err(mpsc::TryRecvError::Disconnected) => return,
             }
         }
         statistics.ticks += 1;

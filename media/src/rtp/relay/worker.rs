@@ -4,19 +4,21 @@
 //! Each wake-up reads every ready socket until it would block, forwarding as it goes, but at
 //! most [`BUDGET`] datagrams per socket before it serves the others: a socket flooded faster
 //! than it can be drained is put on a backlog and resumed after the rest, so one hostile
-//! sender cannot starve the other calls on the thread. Commands (start, stop) arrive on a
-//! channel with a mio waker and are handled after the ready sockets, so a token in one batch
-//! of events always means the call registered under it.
+//! sender cannot starve the other calls on the thread. Commands (start, stop, DTMF) arrive on
+//! a channel that the thread reads after each batch of ready sockets, and at least every
+//! [`COMMAND_INTERVAL`]: nobody wakes the thread for a command (under load a wake per start
+//! and stop cost more than the relaying), and a token in one batch of events always means the
+//! call registered under it.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
-use std::sync::{mpsc, Arc};
+use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
 use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Registry, Token, Waker};
+use mio::{Events, Interest, Poll, Registry, Token};
 use tokio::sync::{oneshot, watch};
 
 use super::{DirectionReport, Leg, RelayConfig, RelayReport, RtcpEndpoint, Side};
@@ -30,8 +32,9 @@ use crate::rtp::{PayloadType, RtpTimestamp, Sender, Ssrc, CLOCK_RATE, PACKET_INT
 /// Datagrams read from one socket before the others get a turn.
 const BUDGET: usize = 64;
 
-/// The waker's token; call tokens are `slot << 2 | socket kind`.
-const WAKER: Token = Token(usize::MAX);
+/// The longest a command waits for the thread to look (a relay's first packets wait in its
+/// sockets meanwhile; `Relay::stop` returns that much later at most).
+const COMMAND_INTERVAL: Duration = Duration::from_millis(5);
 
 /// How long each injected key press lasts, in timestamp units (100 ms at 8 kHz).
 const KEY_DURATION: u32 = 800;
@@ -77,28 +80,15 @@ pub(super) struct Start {
 #[derive(Debug, Clone)]
 pub(super) struct Handle {
     commands: mpsc::Sender<Command>,
-    waker: Arc<WakeOnDrop>,
-}
-
-/// Wakes the thread when the last handle goes, so it sees its channel closed and ends.
-#[derive(Debug)]
-struct WakeOnDrop(Arc<Waker>);
-
-impl Drop for WakeOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.wake();
-    }
 }
 
 impl Handle {
     /// Starts a relay thread.
     pub(super) fn spawn() -> std::io::Result<Self> {
         let poll = Poll::new()?;
-        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let (commands, receiver) = mpsc::channel();
         let worker = Worker {
             poll,
-            _waker: Arc::clone(&waker),
             commands: receiver,
             calls: Vec::new(),
             free: Vec::new(),
@@ -111,25 +101,18 @@ impl Handle {
         std::thread::Builder::new()
             .name("tandem-relay".to_owned())
             .spawn(move || worker.run())?;
-        Ok(Self {
-            commands,
-            waker: Arc::new(WakeOnDrop(waker)),
-        })
+        Ok(Self { commands })
     }
 
-    /// Queues a command and wakes the thread. A thread that is gone has nothing to start or
-    /// stop, so a failed send is ignored.
+    /// Queues a command for the thread. A thread that is gone has nothing to start or stop,
+    /// so a failed send is ignored.
     pub(super) fn send(&self, command: Command) {
-        if self.commands.send(command).is_ok() {
-            let _ = self.waker.0.wake();
-        }
+        let _ = self.commands.send(command);
     }
 }
 
 struct Worker {
     poll: Poll,
-    /// Keeps the eventfd open for as long as the thread polls it.
-    _waker: Arc<Waker>,
     commands: mpsc::Receiver<Command>,
     /// The relayed calls, by slot; a slot's tokens are `slot << 2 | kind`.
     calls: Vec<Option<Call>>,
@@ -218,13 +201,15 @@ impl Worker {
         let mut events = Events::with_capacity(1024);
         loop {
             let timeout = if self.backlog.is_empty() {
-                self.deadlines
+                let until_deadline = self
+                    .deadlines
                     .first()
-                    .map(|(at, _)| at.saturating_duration_since(Instant::now()))
+                    .map(|(at, _)| at.saturating_duration_since(Instant::now()));
+                until_deadline.map_or(COMMAND_INTERVAL, |wait| wait.min(COMMAND_INTERVAL))
             } else {
-                Some(Duration::ZERO)
+                Duration::ZERO
             };
-            if let Err(error) = self.poll.poll(&mut events, timeout) {
+            if let Err(error) = self.poll.poll(&mut events, Some(timeout)) {
                 if error.kind() == ErrorKind::Interrupted {
                     continue;
                 }
@@ -232,19 +217,14 @@ impl Worker {
                 return;
             }
             let now = Instant::now();
-            let mut woken = false;
             for event in &events {
-                if event.token() == WAKER {
-                    woken = true;
-                } else {
-                    self.handle_readable(event.token(), now);
-                }
+                self.handle_readable(event.token(), now);
             }
             for token in std::mem::take(&mut self.backlog) {
                 self.handle_readable(token, now);
             }
             self.handle_deadlines(Instant::now());
-            if woken && !self.handle_commands() {
+            if !self.handle_commands() {
                 return;
             }
         }
