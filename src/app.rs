@@ -254,10 +254,10 @@ impl Drop for Running {
 /// TCP and WebSocket connections, webhook connections, files.
 const RESERVED_DESCRIPTORS: u64 = 1024;
 
-/// Descriptors one call may hold: two RTP/RTCP pairs (caller and one dialled leg), the
-/// duplicate the DTMF listener registers with the runtime, and one more for its share of
-/// connections.
-const DESCRIPTORS_PER_CALL: u64 = 6;
+/// Descriptors one call holds at most at once: two RTP/RTCP pairs (caller and the dialled leg)
+/// and the duplicate the DTMF listener registers with the runtime while the call is not
+/// bridged (connections are shared and come out of [`RESERVED_DESCRIPTORS`]).
+const DESCRIPTORS_PER_CALL: u64 = 5;
 
 /// The most calls the descriptor limit allows. The soft limit is raised to the hard one first
 /// (as servers do: the default soft limit of 1024 would cap Tandem at a few hundred calls).
