@@ -21,6 +21,7 @@
 #   load before reading Tandem's gauges, which must be back to 0; default 40 for a single run,
 #   past the 32 s transaction timers, and 0 for ramp steps), TANDEM_PORT (7060), UAS_PORT
 #   (7070), UAC_PORT (7080), WEBHOOK_PORT (7090), HTTP_PORT (7088), RTP_PORTS (10000-59999),
+#   SLOWEST (with --capture: list that many of the slowest calls by arrival time),
 #   CARGO_TARGET_DIR (where the release binaries are built; default target/), KEEP (set: keep the
 #   temporary directory with every log, statistics file, capture and profile, and name it).
 #
@@ -317,7 +318,7 @@ TOML
   if [ -n "$capture_pid" ]; then
     echo "--- post-dial delay from $capture s of capture ($(grep -h 'dropped by kernel' "$dir/tcpdump.err" || true)):"
     python3 "$repo/bench/post_dial_delay.py" "$dir/capture.pcap" --tandem-port "$tandem_port" \
-      --uas-port "$uas_port" --webhook-port "$webhook_port" || true
+      --uas-port "$uas_port" --webhook-port "$webhook_port" --slowest "${SLOWEST:-0}" || true
   fi
   if [ -n "$profile_pid" ]; then
     echo "--- perf report --no-children --percent-limit 2 (Tandem, $profile s):"

@@ -81,6 +81,12 @@ def main():
     parser.add_argument("--tandem-port", type=int, required=True)
     parser.add_argument("--uas-port", type=int, required=True)
     parser.add_argument("--webhook-port", type=int, required=True)
+    parser.add_argument(
+        "--slowest",
+        type=int,
+        default=0,
+        help="also list the N calls with the longest delay, by arrival time (are they clustered?)",
+    )
     options = parser.parse_args()
 
     calls = {}  # caller's From user -> {"A": .., "B": .., ...}
@@ -141,6 +147,7 @@ def main():
                 first(user, "F", at)
 
     tandem, webhook, callee, wire, before, after = [], [], [], [], [], []
+    arrivals = []  # (arrival, Tandem's delay), per call
     bridged = plain = 0
     for call in calls.values():
         if not all(key in call for key in ("A", "B", "C")):
@@ -159,6 +166,7 @@ def main():
         before.append(pre)
         after.append(post)
         tandem.append(pre + post)
+        arrivals.append((call["A"], pre, post))
         webhook.append(call["C"] - call["B"])
 
     if not tandem:
@@ -179,6 +187,12 @@ def main():
     if callee:
         print(line("callee_answer", callee))
     print(line("wire_invite_to_first_ring_or_answer", wire))
+    if options.slowest:
+        start = min(arrival for arrival, _, _ in arrivals)
+        slowest = sorted(arrivals, key=lambda call: call[1] + call[2], reverse=True)
+        print(f"slowest {options.slowest} by arrival (s since the first call; before/after webhook ms):")
+        for arrival, pre, post in sorted(slowest[: options.slowest]):
+            print(f"  {arrival - start:9.4f}  {pre * 1000:7.3f} {post * 1000:7.3f}")
 
 
 if __name__ == "__main__":

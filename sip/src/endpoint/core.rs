@@ -167,7 +167,28 @@ struct DialogRoute {
 enum TimerOwner {
     Server(Key),
     Client(Key),
+    /// A check on the server or client transaction with this key: whether call control let
+    /// go of it (see [`Core::check_owner`]).
+    Owner(Key),
 }
+
+/// The endpoint's tables: hashed with foldhash (seeded per process) rather than SipHash, and
+/// sized for a busy start. Each doubling rehashes every entry while every SIP message waits,
+/// and at thousands of calls per second the tables hold a hundred thousand lingering
+/// transactions.
+type Table<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// An empty [`Table`] with room for [`TABLE_CAPACITY`] entries.
+fn table<K, V>() -> Table<K, V> {
+    HashMap::with_capacity_and_hasher(TABLE_CAPACITY, foldhash::fast::RandomState::default())
+}
+
+/// Entries a table holds before its first doubling (~1.5 MB per table).
+const TABLE_CAPACITY: usize = 1 << 14;
+
+/// How long after a request is handed over, and then how often while the transaction lives,
+/// its owner is checked (see [`Core::check_owner`]).
+const OWNER_CHECK: Duration = Duration::from_secs(4);
 
 /// A timer deadline, ordered by time only (earliest first in the heap).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -199,10 +220,10 @@ pub struct Core {
     // Boxed: tens of thousands of transactions live at a few hundred calls per second (each
     // lingers 32 s), and growing a table of inline entries moved megabytes in one go, a stall
     // of the whole endpoint; boxes make a rehash move pointers.
-    servers: HashMap<Key, Box<ServerEntry>>,
-    clients: HashMap<Key, Box<ClientEntry>>,
-    merged: HashMap<MergeKey, Key>,
-    dialogs: HashMap<DialogKey, DialogRoute>,
+    servers: Table<Key, Box<ServerEntry>>,
+    clients: Table<Key, Box<ClientEntry>>,
+    merged: Table<MergeKey, Key>,
+    dialogs: Table<DialogKey, DialogRoute>,
     /// Timer deadlines; stale entries are skipped when popped.
     deadlines: BinaryHeap<Deadline>,
     /// The per-source rate limit of requests from sources that are not trunks.
@@ -227,10 +248,10 @@ impl Core {
             calls,
             challenger: Challenger::new(config.realm.clone(), NONCE_LIFETIME, now)
                 .with_algorithms(&config.digest_algorithms),
-            servers: HashMap::new(),
-            clients: HashMap::new(),
-            merged: HashMap::new(),
-            dialogs: HashMap::new(),
+            servers: table(),
+            clients: table(),
+            merged: table(),
+            dialogs: table(),
             deadlines: BinaryHeap::new(),
             limiter: config
                 .rate_limit_per_source
@@ -275,37 +296,18 @@ impl Core {
                     }
                     self.drive_client(&key);
                 }
+                TimerOwner::Owner(key) => self.check_owner(now, key),
             }
         }
     }
 
-    /// Periodic sweeps: expired registrations, dialog routes whose call has gone, requests
-    /// call control left unanswered (500, so that no transaction outlives its owner), and the
-    /// channels of lingering transactions whose receiver is gone.
+    /// Periodic sweeps: expired registrations, dialog routes whose call has gone, and the
+    /// rate limiter's idle sources. Nothing here walks the transaction tables: at thousands of
+    /// calls per second they hold a hundred thousand lingering transactions, and a walk
+    /// stalled every SIP message for tens of milliseconds. Transactions are checked one at a
+    /// time by their own timers instead ([`Core::check_owner`]).
     pub fn housekeeping(&mut self, now: Instant) {
         self.shared.registrar().expire(now);
-        let abandoned: Vec<Key> = self
-            .servers
-            .iter()
-            .filter(|(_, e)| {
-                let call_gone = e.call.as_ref().is_some_and(|c| c.is_closed())
-                    && matches!(&e.transaction, ServerTransaction::Invite(t) if t.is_proceeding());
-                call_gone || e.answer_by.is_some_and(|at| at <= now)
-            })
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in abandoned {
-            if let Some(entry) = self.servers.get_mut(&key) {
-                entry.answer_by = None;
-                entry.call = None;
-            }
-            tracing::warn!(?key, "call control did not answer a request; answering 500");
-            // A transaction that already sent its final response discards this one.
-            self.reply(now, &key, StatusCode::SERVER_INTERNAL_ERROR, |r| {
-                r.with_reason("Call Control Did Not Answer")
-            });
-        }
-        self.release_closed_channels();
         self.dialogs.retain(|_, route| !route.call.is_closed());
         self.shared
             .stats
@@ -320,23 +322,55 @@ impl Core {
         }
     }
 
-    /// Drops the senders whose receiver is gone. A transaction lingers 32 s after its final
-    /// response (Timers J, K, L, M over UDP), and a sender it holds keeps the whole channel
-    /// allocated; at hundreds of calls per second that was tens of megabytes of channels
-    /// nobody would read. Runs after the abandoned-request check, which looks for closed
-    /// senders of unanswered INVITEs.
-    fn release_closed_channels(&mut self) {
+    /// Arms a check of the transaction with `key` at `at` ([`Core::check_owner`]).
+    fn check_owner_at(&mut self, at: Instant, key: &Key) {
+        self.deadlines.push(Deadline {
+            at,
+            owner: TimerOwner::Owner(key.clone()),
+        });
+    }
+
+    /// One transaction's check on its owner, [`OWNER_CHECK`] after it was handed over and then
+    /// every [`OWNER_CHECK`] while it lives:
+    /// - a request call control was given and has not answered, although its call is gone
+    ///   (an INVITE) or its time is up (`answer_by`), gets 500, so that no transaction outlives
+    ///   its owner;
+    /// - a sender whose receiver is gone is dropped. A transaction lingers 32 s after its final
+    ///   response (Timers J, K, L, M over UDP), and the sender it holds keeps the whole channel
+    ///   allocated: at hundreds of calls per second, megabytes nobody would read.
+    fn check_owner(&mut self, now: Instant, key: Key) {
         fn release<T>(sender: &mut Option<mpsc::UnboundedSender<T>>) {
             if sender.as_ref().is_some_and(|sender| sender.is_closed()) {
                 *sender = None;
             }
         }
-        for entry in self.servers.values_mut() {
+        if let Some(entry) = self.servers.get_mut(&key) {
+            let call_gone = entry.call.as_ref().is_some_and(|call| call.is_closed())
+                && matches!(&entry.transaction, ServerTransaction::Invite(t) if t.is_proceeding());
+            let late = entry.answer_by.is_some_and(|at| at <= now);
             release(&mut entry.call);
-        }
-        for entry in self.clients.values_mut() {
+            let watching = entry.call.is_some() || entry.answer_by.is_some();
+            if call_gone || late {
+                entry.answer_by = None;
+                entry.call = None;
+                tracing::warn!(?key, "call control did not answer a request; answering 500");
+                // A transaction that already sent its final response discards this one.
+                self.reply(now, &key, StatusCode::SERVER_INTERNAL_ERROR, |r| {
+                    r.with_reason("Call Control Did Not Answer")
+                });
+            } else if watching {
+                let next = match entry.answer_by {
+                    Some(at) => at.min(now + OWNER_CHECK),
+                    None => now + OWNER_CHECK,
+                };
+                self.check_owner_at(next, &key);
+            }
+        } else if let Some(entry) = self.clients.get_mut(&key) {
             release(&mut entry.events);
             release(&mut entry.dialog);
+            if entry.events.is_some() || entry.dialog.is_some() {
+                self.check_owner_at(now + OWNER_CHECK, &key);
+            }
         }
     }
 
@@ -532,6 +566,7 @@ impl Core {
             events: events_rx,
         };
         entry.call = Some(events_tx);
+        self.check_owner_at(now + OWNER_CHECK, key);
         if let Err(e) = self.calls.try_send(call) {
             // Call control is saturated or gone: refuse cleanly rather than queue without bound.
             let reason = match e {
@@ -724,10 +759,13 @@ impl Core {
         let route = dialog_key(&request.headers).and_then(|d| self.dialogs.get(&d));
         match route {
             Some(route) if !route.call.is_closed() => {
-                let _ = route
-                    .call
-                    .send(CallEvent::Request(Box::new(request.clone()), key.clone()));
-                entry.answer_by = Some(now + self.timers.transaction_timeout());
+                let _ = route.call.send(CallEvent::Request(
+                    Box::new(request.clone()),
+                    Box::new(key.clone()),
+                ));
+                let answer_by = now + self.timers.transaction_timeout();
+                entry.answer_by = Some(answer_by);
+                self.check_owner_at(answer_by, key);
             }
             // §12.2.2: a request for a dialog we do not know gets 481.
             _ => self.reply(now, key, StatusCode::CALL_DOES_NOT_EXIST, |r| r),
@@ -866,6 +904,7 @@ impl Core {
             .stats
             .client_transactions
             .fetch_add(1, Ordering::Relaxed);
+        self.check_owner_at(now + OWNER_CHECK, &key);
         self.drive_client(&key);
     }
 
@@ -1171,16 +1210,39 @@ mod tests {
                 dialog: None,
             },
         );
-        core.housekeeping(now);
+        let first_check = now + OWNER_CHECK;
+        core.handle_timeout(first_check);
         assert!(client_sender.upgrade().is_some(), "still read: kept");
         assert!(call_sender.upgrade().is_some());
 
         drop(receiver);
         drop(call);
-        core.housekeeping(now);
+        core.handle_timeout(first_check + OWNER_CHECK);
         assert_eq!(core.servers.len(), 1, "the transactions still linger");
         assert_eq!(core.clients.len(), 1);
         assert!(client_sender.upgrade().is_none(), "released");
         assert!(call_sender.upgrade().is_none(), "released");
+    }
+
+    #[test]
+    fn an_invite_whose_call_control_let_go_unanswered_gets_500_at_its_owner_check() {
+        let (mut core, mut calls) = core();
+        let now = Instant::now();
+        core.handle_inbound(now, invite(1));
+        assert!(sent(&mut core)[0].starts_with("SIP/2.0 100 "));
+        drop(calls.try_recv().unwrap());
+        core.handle_timeout(now + OWNER_CHECK / 2);
+        assert!(
+            sent(&mut core).is_empty(),
+            "nothing before the check is due"
+        );
+        core.handle_timeout(now + OWNER_CHECK);
+        let answers = sent(&mut core);
+        assert_eq!(answers.len(), 1, "{answers:?}");
+        assert!(
+            answers[0].starts_with("SIP/2.0 500 Call Control Did Not Answer"),
+            "{}",
+            answers[0]
+        );
     }
 }

@@ -50,7 +50,7 @@ pub enum CallEvent {
     Ack(Box<Request>),
     /// An in-dialog request (BYE, INFO, UPDATE, re-INVITE): answer it with
     /// [`EndpointHandle::respond`] and the given key.
-    Request(Box<Request>, Key),
+    Request(Box<Request>, Box<Key>),
     /// No ACK came for our final response (Timer H or L): the call is over.
     NoAck,
     /// The transport failed while sending a response.
@@ -307,8 +307,10 @@ pub async fn start(
     Ok((handle, calls_rx))
 }
 
-/// How often expired registrations and dead dialog routes are swept.
-const HOUSEKEEPING: Duration = Duration::from_secs(5);
+/// How often expired registrations and dead dialog routes are swept. Often, so that each sweep
+/// is small: every SIP message waits while it runs, and at 1,500 calls/s five seconds of
+/// ended dialogs took 10–20 ms to drop at once (measured).
+const HOUSEKEEPING: Duration = Duration::from_millis(250);
 
 async fn run(
     mut core: Core,
@@ -348,18 +350,16 @@ async fn run(
             Some(command) = commands.recv() => core.handle_command(Instant::now(), command),
             _ = &mut timer, if armed.is_some() => {
                 armed = None;
-                core.handle_timeout(Instant::now());
-            }
-            _ = housekeeping.tick() => {
                 let now = Instant::now();
                 // Responses call control queued before it let go of a call are applied
-                // first; else the sweep would take the dropped receiver of a refused INVITE
-                // for an abandoned one and answer 500 instead of the queued 503.
+                // first; else a transaction's owner check could take the dropped receiver of
+                // a refused INVITE for an abandoned one and answer 500, not the queued 503.
                 while let Ok(command) = commands.try_recv() {
                     core.handle_command(now, command);
                 }
-                core.housekeeping(now);
+                core.handle_timeout(now);
             }
+            _ = housekeeping.tick() => core.housekeeping(Instant::now()),
         }
         while let Some((target, bytes)) = core.poll_transmit() {
             transports.send(&target, bytes);
