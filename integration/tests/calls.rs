@@ -490,6 +490,14 @@ async fn dial_sip_bridges_to_a_sip_user_agent() {
     callee_rtp.start_sending(tandem_for_callee, 0, 0x55);
     wait_pattern(&callee_rtp, 0x44, 5).await;
     wait_pattern(&caller_rtp, 0x55, 5).await;
+    // The callee's key press by SIP INFO reaches the caller as an RFC 4733 event.
+    let info = incoming
+        .info("application/dtmf-relay", "Signal=7\r\nDuration=160\r\n")
+        .await;
+    assert_eq!(info.status.code(), 200);
+    let event_type = integration::rtp::telephone_event_type(&call.remote_sdp().unwrap())
+        .expect("telephone-event in the answer");
+    assert_eq!(caller_rtp.wait_dtmf(event_type, 1, WAIT).await, "7");
     // The callee hangs up: the dial completes, the action hangs up the caller.
     assert_eq!(incoming.bye().await.status.code(), 200);
     let dialed = hook.wait_for("/dialed", 1, WAIT).await;

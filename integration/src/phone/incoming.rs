@@ -114,14 +114,28 @@ impl IncomingCall {
 
     /// Hangs up: sends BYE in the dialog and returns its final response.
     pub async fn bye(&self) -> Response {
-        let (request, to) = {
+        self.in_dialog(Method::Bye, None).await
+    }
+
+    /// Sends INFO with `content_type` and `body` in the dialog and returns its final response.
+    pub async fn info(&self, content_type: &str, body: &str) -> Response {
+        self.in_dialog(Method::Info, Some((content_type, body)))
+            .await
+    }
+
+    async fn in_dialog(&self, method: Method, body: Option<(&str, &str)>) -> Response {
+        let (mut request, to) = {
             let mut state = self.inner.lock();
             let dialog = state
                 .dialogs
                 .get_mut(self.call_id())
                 .expect("the call's dialog");
-            dialog.request(&self.inner, Method::Bye)
+            dialog.request(&self.inner, method)
         };
+        if let Some((content_type, body)) = body {
+            request.headers.push("Content-Type", content_type);
+            request.body = Bytes::from(body.to_owned());
+        }
         self.inner.non_invite_transaction(request, to).await
     }
 }

@@ -327,6 +327,13 @@ pub(super) async fn sip(mut leg: LegContext, uri: Uri, to: Uri, target: Target) 
             event = outgoing.events.recv() => {
                 let Some(CallEvent::Request(request, key)) = event else { continue };
                 let ends = request.method == Method::Bye;
+                if request.method == Method::Info && answered {
+                    // The callee's key presses by SIP INFO go to the caller as RFC 4733
+                    // events (the relay plays them); its in-band events are relayed as is.
+                    if let Some(digit) = super::task::info_digit(&request) {
+                        leg.report(LegUpdate::Digits(digit.to_string()));
+                    }
+                }
                 let mut response = request.response(StatusCode::OK, None);
                 if request.method == Method::Invite {
                     // A re-INVITE (hold, refresh): keep the session as it is.

@@ -911,7 +911,7 @@ fn display_user(from: &NameAddr) -> String {
 
 /// The digit of a SIP INFO carrying DTMF (`application/dtmf-relay`: `Signal=5`, or
 /// `application/dtmf`: the key itself).
-fn info_digit(request: &Request) -> Option<char> {
+pub(super) fn info_digit(request: &Request) -> Option<char> {
     let content_type = request.headers.content_type()?.to_ascii_lowercase();
     let body = std::str::from_utf8(&request.body).ok()?;
     let key = if content_type.starts_with("application/dtmf-relay") {
