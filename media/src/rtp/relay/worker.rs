@@ -120,8 +120,9 @@ struct Worker {
     free: Vec<usize>,
     /// Relay id → slot.
     slots: HashMap<u64, usize>,
-    /// RTCP deadlines: (when, relay id). A call's current deadline is in [`Call::deadline`];
-    /// an entry that no longer matches it is stale and skipped.
+    /// Deadlines (RTCP reports, injected key presses): (when, relay id). A call's current
+    /// deadline is in [`Call::deadline`]; an entry that no longer matches it is stale and
+    /// skipped.
     deadlines: BTreeSet<(Instant, u64)>,
     /// Sockets that still had datagrams when their budget ran out.
     backlog: Vec<Token>,
@@ -247,19 +248,14 @@ impl Worker {
         }
     }
 
-    /// Sends the RTCP reports that are due.
+    /// Serves the calls whose deadline has come (RTCP reports, injected key presses).
     fn handle_deadlines(&mut self, now: Instant) {
         while let Some(&(at, id)) = self.deadlines.first() {
             if at > now {
                 return;
             }
             self.deadlines.pop_first();
-            let Some(call) = self
-                .slots
-                .get(&id)
-                .and_then(|&slot| self.calls.get_mut(slot))
-                .and_then(Option::as_mut)
-            else {
+            let Some(call) = call_mut(&self.slots, &mut self.calls, id) else {
                 continue;
             };
             if call.deadline != Some(at) {
@@ -315,12 +311,7 @@ impl Worker {
     }
 
     fn send_dtmf(&mut self, id: u64, toward: Side, digits: &str) {
-        let Some(call) = self
-            .slots
-            .get(&id)
-            .and_then(|&slot| self.calls.get_mut(slot))
-            .and_then(Option::as_mut)
-        else {
+        let Some(call) = call_mut(&self.slots, &mut self.calls, id) else {
             return;
         };
         let now = Instant::now();
@@ -351,6 +342,16 @@ impl Worker {
         call.deregister(self.poll.registry());
         call.snapshot()
     }
+}
+
+/// The call relayed under `id`, if it still is.
+fn call_mut<'a>(
+    slots: &HashMap<u64, usize>,
+    calls: &'a mut [Option<Call>],
+    id: u64,
+) -> Option<&'a mut Call> {
+    let slot = *slots.get(&id)?;
+    calls.get_mut(slot)?.as_mut()
 }
 
 impl Call {
