@@ -94,34 +94,16 @@ case "$target_dir" in /*) ;; *) target_dir="$repo/$target_dir" ;; esac
 
 work=$(mktemp -d)
 pids=()
+# shellcheck source=bench/lib.sh
+. "$repo/bench/lib.sh"
 cleanup() {
-  local pid
-  for pid in "${pids[@]}"; do
-    kill "$pid" 2>/dev/null || true
-  done
-  for pid in "${pids[@]}"; do
-    wait "$pid" 2>/dev/null || true
-  done
-  pids=()
+  stop_pids
   if [ -n "${KEEP:-}" ]; then echo "kept: $work" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Stops the processes of one step, by PID, newest first.
-stop_all() {
-  local index
-  for ((index = ${#pids[@]} - 1; index >= 0; index--)); do
-    kill "${pids[index]}" 2>/dev/null || true
-    wait "${pids[index]}" 2>/dev/null || true
-  done
-  pids=()
-}
-
-wait_udp() { for _ in $(seq 100); do ss -uln | grep -q "127.0.0.1:$1 " && return 0; sleep 0.05; done; return 1; }
-wait_http() { for _ in $(seq 200); do curl -fsS "$1" >/dev/null 2>&1 && return 0; sleep 0.05; done; return 1; }
 ticks=$(getconf CLK_TCK)
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 machine_busy() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8, $2 + $3 + $4 + $5 + $6 + $7 + $8}' /proc/stat; }
 rcvbuf_errors() { awk '/^Udp:/ && ++n == 2 {print $6}' /proc/net/snmp; }
 # Drops on Tandem's SIP socket (last column of /proc/net/udp, local port in hex).
@@ -147,7 +129,6 @@ rtt_percentiles() {
   p99=$(echo "$values" | sed -n "$(((count * 99 + 99) / 100))p")
   printf '%.3f/%.3f' "$p50" "$p99"
 }
-gauge() { awk -v n="$1" '$1 == n {s += $2} END {print s + 0}' "$2"; }
 
 # One step: fresh webhook, Tandem and callee; the caller offers $1 calls/s for $2 s.
 # Sets: step_ok step_failed step_attempted step_retrans.
@@ -328,7 +309,7 @@ TOML
     perf report -i "$dir/perf.data" --no-children --sort dso --stdio -g none 2>/dev/null |
       grep -v '^#' | grep -v '^$' | head -n 8 || true
   fi
-  stop_all
+  stop_pids
 }
 
 if ! $ramp; then

@@ -46,24 +46,18 @@ cargo build --release --quiet -p webhook
 
 work=$(mktemp -d /tmp/tandem-soak.XXXXXX)
 pids=()
+# shellcheck source=bench/lib.sh
+. "$repo/bench/lib.sh"
 cleanup() {
-  local index
-  for ((index = ${#pids[@]} - 1; index >= 0; index--)); do
-    kill "${pids[index]}" 2>/dev/null || true
-    wait "${pids[index]}" 2>/dev/null || true
-  done
+  stop_pids
   if [ -n "${KEEP:-}" ]; then echo "kept: $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-wait_http() { for _ in $(seq 200); do curl -fsS "$1" >/dev/null 2>&1 && return 0; sleep 0.05; done; return 1; }
-wait_udp() { for _ in $(seq 100); do ss -uln | grep -q "127.0.0.1:$1 " && return 0; sleep 0.05; done; return 1; }
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 open_files() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 metrics() { curl -fsS -H "Authorization: Bearer $api_key" "http://127.0.0.1:$http_port/metrics"; }
-gauge() { awk -v n="$1" '$1 == n {s += $2} END {print s + 0}'; }
 # Successful and failed calls of a SIPp statistics file (last line).
 sipp_counts() {
   awk -F';' 'NR == 1 {for (i = 1; i <= NF; i++) col[$i] = i}

@@ -308,8 +308,8 @@ pub async fn start(
 }
 
 /// How often expired registrations and dead dialog routes are swept. Often, so that each sweep
-/// is small: every SIP message waits while it runs, and at 1,500 calls/s five seconds of
-/// ended dialogs took 10–20 ms to drop at once (measured).
+/// is small: every SIP message waits while it runs, and at 1,500 calls/s a sweep every 5 s
+/// (mostly dropping the ended dialog routes) took 8–20 ms (measured).
 const HOUSEKEEPING: Duration = Duration::from_millis(250);
 
 async fn run(
@@ -335,16 +335,20 @@ async fn run(
         }
         tokio::select! {
             _ = crate::transport::stopped(&mut shutdown) => break,
-            Some(item) = inbound.recv() => {
+            Some(mut item) = inbound.recv() => {
                 let now = Instant::now();
-                core.set_backlog(inbound.len());
-                core.handle_inbound(now, item);
                 // What else has arrived is handled in the same turn, up to a bound, so a
                 // burst costs one wake-up rather than one per message.
-                for _ in 0..INBOUND_BATCH {
-                    let Ok(item) = inbound.try_recv() else { break };
+                let mut handled = 0;
+                loop {
                     core.set_backlog(inbound.len());
                     core.handle_inbound(now, item);
+                    handled += 1;
+                    if handled == INBOUND_BATCH {
+                        break;
+                    }
+                    let Ok(next) = inbound.try_recv() else { break };
+                    item = next;
                 }
             }
             Some(command) = commands.recv() => core.handle_command(Instant::now(), command),
@@ -367,8 +371,8 @@ async fn run(
     }
 }
 
-/// Inbound messages handled in one turn of the endpoint loop after the one that woke it.
-const INBOUND_BATCH: usize = 31;
+/// Inbound messages handled at most in one turn of the endpoint loop.
+const INBOUND_BATCH: usize = 32;
 
 impl Shared {
     fn registrar(&self) -> std::sync::MutexGuard<'_, Registrar> {

@@ -90,7 +90,8 @@ impl Default for RelayConfig {
 /// Counters of one direction, from the leg received on to the other.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DirectionReport {
-    /// Packets forwarded.
+    /// Packets sent on to the other leg: those forwarded, and the telephone-events played
+    /// into this direction's stream for a party ([`Relay::send_dtmf`]).
     pub forwarded: u64,
     /// Datagrams dropped because they came from an address the leg does not accept.
     pub foreign_source: u64,

@@ -261,11 +261,10 @@ impl Worker {
             if call.deadline != Some(at) {
                 continue;
             }
+            // Its entry is off the set now.
+            call.deadline = None;
             call.handle_timeout(now, &mut self.out);
-            call.deadline = call.next_deadline();
-            if let Some(next) = call.deadline {
-                self.deadlines.insert((next, id));
-            }
+            reschedule(&mut self.deadlines, call);
         }
     }
 
@@ -316,16 +315,7 @@ impl Worker {
         };
         let now = Instant::now();
         call.queue_keys(now, toward, digits, &mut self.out);
-        let next = call.next_deadline();
-        if next != call.deadline {
-            if let Some(old) = call.deadline {
-                self.deadlines.remove(&(old, id));
-            }
-            if let Some(next) = next {
-                self.deadlines.insert((next, id));
-            }
-            call.deadline = next;
-        }
+        reschedule(&mut self.deadlines, call);
     }
 
     fn stop(&mut self, id: u64) -> RelayReport {
@@ -342,6 +332,21 @@ impl Worker {
         call.deregister(self.poll.registry());
         call.snapshot()
     }
+}
+
+/// Moves `call`'s entry in `deadlines` to its next deadline.
+fn reschedule(deadlines: &mut BTreeSet<(Instant, u64)>, call: &mut Call) {
+    let next = call.next_deadline();
+    if next == call.deadline {
+        return;
+    }
+    if let Some(old) = call.deadline {
+        deadlines.remove(&(old, call.id));
+    }
+    if let Some(next) = next {
+        deadlines.insert((next, call.id));
+    }
+    call.deadline = next;
 }
 
 /// The call relayed under `id`, if it still is.
