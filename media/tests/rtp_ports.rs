@@ -4,21 +4,26 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // helpers outside #[test] fns too
 
 use std::net::{IpAddr, Ipv4Addr, UdpSocket};
+use std::sync::atomic::{AtomicU16, Ordering};
 
 use media::ports::{PortError, PortPool};
 
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 /// A base port whose next six ports are free right now: probing keeps parallel test runs
-/// (and other programs) from making this test flaky.
+/// (and other programs) from making this test flaky. The tests of this binary run in
+/// parallel too, so each call starts past the ranges handed out before: two tests never
+/// probe, release and then both take the same range.
 fn free_range() -> u16 {
-    for base in (42_000u16..60_000).step_by(16) {
+    static NEXT: AtomicU16 = AtomicU16::new(42_000);
+    loop {
+        let base = NEXT.fetch_add(16, Ordering::Relaxed);
+        assert!(base < 60_000, "no free port range on 127.0.0.1");
         let all_free = (base..base + 6).all(|port| UdpSocket::bind((LOCALHOST, port)).is_ok());
         if all_free {
             return base;
         }
     }
-    panic!("no free port range on 127.0.0.1");
 }
 
 #[test]
