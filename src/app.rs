@@ -227,14 +227,17 @@ impl Running {
     async fn wait_for_calls(&self, grace: Duration) {
         let deadline = tokio::time::Instant::now() + grace;
         loop {
+            // Untaken first: a call leaves that count only once it is in the call table.
+            let untaken = self.endpoint.untaken_calls();
             let live = self.calls.active();
-            if live == 0 {
+            if untaken == 0 && live == 0 {
                 tracing::info!("drained: no live calls");
                 return;
             }
             if tokio::time::Instant::now() >= deadline {
                 tracing::warn!(
                     live,
+                    untaken,
                     "drain grace period over; stopping with calls still live"
                 );
                 return;

@@ -46,7 +46,7 @@ const DIGIT_QUEUE: usize = 32;
 /// Handles an incoming call from start to end.
 pub(super) async fn run(
     services: Arc<Services>,
-    incoming: IncomingCall,
+    mut incoming: IncomingCall,
     sid: CallSid,
     start: Start,
     status_callback: Option<String>,
@@ -66,8 +66,10 @@ pub(super) async fn run(
             end_time: None,
             legs: Vec::new(),
         };
-        // Listed before anything can wait: a drain counts this call from now on.
+        // Listed before anything can wait: a drain counts this call from now on, and no
+        // longer needs the endpoint to count it as handed over.
         services.records.update(record.clone());
+        incoming.mark_taken();
         let Some(task) = CallTask::prepare(&services, incoming, &mut record).await else {
             record.end_time = Some(rfc3339(SystemTime::now()));
             services.records.finish(record);

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::limit::{RateLimit, SourceLimiter};
-use super::{CallEvent, ClientEvent, Command, IncomingCall, Origin, Shared};
+use super::{CallEvent, Claim, ClientEvent, Command, IncomingCall, Origin, Shared};
 use crate::auth::{Challenger, Verdict};
 use crate::config::{Config, ListenTransport, User};
 use crate::message::{
@@ -549,6 +549,16 @@ impl Core {
             });
             return;
         }
+        // Admission refuses INVITEs once a drain has begun; this check closes the window in
+        // which a drain begins between admission and the hand-over (see `Claim`).
+        let (claim, draining) = Claim::new(&self.shared);
+        if draining {
+            self.reply(now, key, StatusCode::SERVICE_UNAVAILABLE, |mut r| {
+                r.headers.push("Retry-After", DRAIN_RETRY_AFTER.to_string());
+                r
+            });
+            return;
+        }
         let Some(entry) = self.servers.get_mut(key) else {
             return;
         };
@@ -565,6 +575,7 @@ impl Core {
             local_tag,
             key: key.clone(),
             events: events_rx,
+            claim: Some(claim),
         };
         entry.call = Some(events_tx);
         self.check_owner_at(now + OWNER_CHECK, key);
@@ -1082,12 +1093,9 @@ fn media_type_is(content_type: &str, expected: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use std::net::SocketAddr;
-    use std::sync::atomic::AtomicBool;
-    use std::sync::Mutex;
 
     use super::*;
     use crate::config::Trunk;
-    use crate::registrar::Registrar;
 
     fn core() -> (Core, mpsc::Receiver<IncomingCall>) {
         let config = Config {
@@ -1098,11 +1106,7 @@ mod tests {
             }],
             ..Config::default()
         };
-        let shared = Arc::new(Shared {
-            draining: AtomicBool::new(false),
-            registrar: Mutex::new(Registrar::new(config.registration)),
-            stats: super::super::Stats::default(),
-        });
+        let shared = Arc::new(Shared::new(&config));
         let (calls, receiver) = mpsc::channel(8);
         (Core::new(&config, shared, calls, Instant::now()), receiver)
     }
@@ -1163,6 +1167,48 @@ mod tests {
             "no transaction for the refused INVITE"
         );
         assert_eq!(core.shared.stats.invites_shed.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn a_handed_over_invite_counts_as_untaken_until_call_control_takes_or_drops_it() {
+        let (mut core, mut calls) = core();
+        let now = Instant::now();
+        let untaken = |core: &Core| core.shared.untaken_calls.load(Ordering::SeqCst);
+        core.handle_inbound(now, invite(1));
+        let mut first = calls.try_recv().unwrap();
+        assert_eq!(untaken(&core), 1, "in the channel or not yet listed");
+        first.mark_taken();
+        assert_eq!(untaken(&core), 0);
+
+        core.handle_inbound(now, invite(2));
+        assert_eq!(untaken(&core), 1);
+        drop(calls.try_recv().unwrap());
+        assert_eq!(
+            untaken(&core),
+            0,
+            "a call answered and dropped is not waited for"
+        );
+
+        // Call control saturated: the refused INVITE's count goes with it.
+        for n in 3..20 {
+            core.handle_inbound(now, invite(n));
+        }
+        assert_eq!(untaken(&core), 8, "the channel holds 8");
+        drop(calls);
+        assert_eq!(untaken(&core), 0);
+
+        // Once a drain has begun, a claim reports it (so the hand-over refuses an INVITE
+        // admitted just before) and admission refuses new ones without a transaction.
+        let (mut core, mut calls) = super::tests::core();
+        core.shared.draining.store(true, Ordering::SeqCst);
+        let (claim, draining) = Claim::new(&core.shared);
+        assert!(draining);
+        drop(claim);
+        assert_eq!(untaken(&core), 0);
+        core.handle_inbound(now, invite(30));
+        assert!(calls.try_recv().is_err());
+        assert!(sent(&mut core)[0].starts_with("SIP/2.0 503 "));
+        assert!(core.servers.is_empty());
     }
 
     #[test]

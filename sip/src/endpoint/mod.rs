@@ -12,7 +12,7 @@ mod limit;
 mod stats;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -73,12 +73,50 @@ pub struct IncomingCall {
     pub key: Key,
     /// Events for this call (cancel, ACK, in-dialog requests).
     pub events: mpsc::UnboundedReceiver<CallEvent>,
+    /// Counts this INVITE as handed over but not yet taken, until [`IncomingCall::mark_taken`]
+    /// or the call is dropped.
+    claim: Option<Claim>,
 }
 
 impl IncomingCall {
     /// A response to the INVITE carrying the call's To tag.
     pub fn response(&self, status: StatusCode) -> Response {
         self.request.response(status, Some(&self.local_tag))
+    }
+
+    /// Call control has taken the call: it is counted wherever call control counts its live
+    /// calls, so [`EndpointHandle::untaken_calls`] no longer needs to. Dropping the call
+    /// (after answering it) does the same.
+    pub fn mark_taken(&mut self) {
+        self.claim = None;
+    }
+}
+
+/// An INVITE between the endpoint and call control: handed over, not yet taken. A drain ends
+/// only when no call is live *and* none of these exist, so an INVITE accepted a moment
+/// before the drain began is never abandoned in the channel between the two.
+struct Claim(Arc<Shared>);
+
+impl Claim {
+    /// Counts a hand-over, then reports whether a drain had begun. Both are sequentially
+    /// consistent, as are the drain's flag store and its read of the count: either this
+    /// sees the drain and refuses the INVITE, or the drain sees the count and waits.
+    fn new(shared: &Arc<Shared>) -> (Self, bool) {
+        shared.untaken_calls.fetch_add(1, Ordering::SeqCst);
+        let draining = shared.draining.load(Ordering::SeqCst);
+        (Self(shared.clone()), draining)
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        self.0.untaken_calls.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl std::fmt::Debug for Claim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Claim")
     }
 }
 
@@ -130,8 +168,21 @@ pub struct OutgoingInvite {
 /// State shared between the endpoint task and its handles.
 struct Shared {
     draining: AtomicBool,
+    /// INVITEs handed to call control and not yet taken (see [`Claim`]).
+    untaken_calls: AtomicU64,
     registrar: Mutex<Registrar>,
     stats: Stats,
+}
+
+impl Shared {
+    fn new(config: &Config) -> Self {
+        Self {
+            draining: AtomicBool::new(false),
+            untaken_calls: AtomicU64::new(0),
+            registrar: Mutex::new(Registrar::new(config.registration)),
+            stats: Stats::default(),
+        }
+    }
 }
 
 /// A cheap, clonable handle to the endpoint task.
@@ -262,7 +313,13 @@ impl EndpointHandle {
 
     /// Starts draining: from now on new INVITEs get 503 with Retry-After.
     pub fn drain(&self) {
-        self.shared.draining.store(true, Ordering::Relaxed);
+        self.shared.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// INVITEs handed to call control that it has not taken yet. Once a drain has begun
+    /// and this reads 0, every call accepted before it is counted by call control.
+    pub fn untaken_calls(&self) -> u64 {
+        self.shared.untaken_calls.load(Ordering::SeqCst)
     }
 
     /// Whether a drain has started.
@@ -292,11 +349,7 @@ pub async fn start(
     let transports = Transports::bind(config, inbound_tx, shutdown.clone()).await?;
     let (commands_tx, commands_rx) = mpsc::unbounded_channel();
     let (calls_tx, calls_rx) = mpsc::channel(1024);
-    let shared = Arc::new(Shared {
-        draining: AtomicBool::new(false),
-        registrar: Mutex::new(Registrar::new(config.registration)),
-        stats: Stats::default(),
-    });
+    let shared = Arc::new(Shared::new(config));
     let handle = EndpointHandle {
         commands: commands_tx,
         shared: shared.clone(),
