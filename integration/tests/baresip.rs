@@ -21,6 +21,9 @@ use sip::registrar::Binding;
 use tandem::config::AppConfig;
 
 const WAIT: Duration = Duration::from_secs(5);
+/// How long baresip may take to log a call's end after answering its BYE: it tears down its
+/// audio threads first, which took over 5 s once while the whole suite ran on two cores.
+const TEARDOWN_WAIT: Duration = Duration::from_secs(15);
 const USER: &str = "1001";
 const PASSWORD: &str = "baresip-secret-1001";
 /// The µ-law byte the trunk's caller sends: a constant the phone decodes to -15484.
@@ -276,7 +279,14 @@ async fn a_trunk_call_dialled_to_the_registered_phone_is_answered_with_audio_bot
             t.from == tandem.sip_udp() && is_request(t, &Method::Bye)
         })
         .await;
-    phone.wait_line(" terminated (duration", WAIT).await;
+    phone
+        .wait_message("the phone's 200 to the BYE", WAIT, |t| {
+            t.to == tandem.sip_udp() && is_response(t, 200, &Method::Bye)
+        })
+        .await;
+    phone
+        .wait_line(" terminated (duration", TEARDOWN_WAIT)
+        .await;
     wait_call_status(&tandem, &sid, "completed").await;
 }
 
@@ -312,7 +322,9 @@ async fn baresip_calls_out_through_tandem_authenticating_its_invite() {
             t.from == tandem.sip_udp() && is_request(t, &Method::Bye)
         })
         .await;
-    let terminated = phone.wait_line(" terminated (duration", WAIT).await;
+    let terminated = phone
+        .wait_line(" terminated (duration", TEARDOWN_WAIT)
+        .await;
     // The pause ran between the answer and the hang-up.
     let paused = bye.at.duration_since(established.at);
     assert!(paused >= Duration::from_millis(900), "paused {paused:?}");
