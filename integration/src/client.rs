@@ -3,14 +3,18 @@
 //! app does (PRODUCT.md, "WebSocket client protocol").
 //!
 //! A background task reads the socket (so pings are answered even while the test is busy) and
-//! queues every server message; the wait methods take from the queue and keep the messages they
-//! skip, in order, for later calls.
+//! queues every server message, parsed and as the text received (a `serde_json::Value` keeps
+//! object members sorted by name, and the order of an `invite`'s parameters is part of the
+//! protocol); the wait methods take from the queue and keep the messages they skip, in order,
+//! for later calls.
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use serde_json::{json, Map, Value};
+use serde::de::{MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+use serde_json::{json, Value};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -40,15 +44,28 @@ pub struct Invite {
     pub to: String,
     /// The SDP offer.
     pub sdp: String,
-    /// Custom parameters.
-    pub parameters: Map<String, Value>,
+    /// Custom parameters as `(name, value)` pairs, in the order the server sent them.
+    pub parameters: Vec<(String, String)>,
+}
+
+/// A server message: parsed, and the text of its frame.
+struct Received {
+    message: Value,
+    text: String,
+}
+
+impl std::fmt::Debug for Received {
+    // Queues are shown in panic messages: the parsed message says it all, once.
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.message.fmt(formatter)
+    }
 }
 
 /// A connected client. Dropping it closes the connection abruptly (no close frame).
 pub struct Client {
     sink: Sink,
-    incoming: mpsc::UnboundedReceiver<Value>,
-    backlog: VecDeque<Value>,
+    incoming: mpsc::UnboundedReceiver<Received>,
+    backlog: VecDeque<Received>,
     closed: watch::Receiver<Option<(u16, String)>>,
     reader: JoinHandle<()>,
     connected: Value,
@@ -136,11 +153,11 @@ impl Client {
 
     /// The next server message (`{"type", "payload"}`), from the backlog first.
     pub async fn next_message(&mut self, timeout: Duration) -> Value {
-        if let Some(message) = self.backlog.pop_front() {
-            return message;
+        if let Some(received) = self.backlog.pop_front() {
+            return received.message;
         }
         match tokio::time::timeout(timeout, self.incoming.recv()).await {
-            Ok(Some(message)) => message,
+            Ok(Some(received)) => received.message,
             Ok(None) => panic!(
                 "the connection closed while a message was awaited: {:?}",
                 self.close_reason()
@@ -152,26 +169,37 @@ impl Client {
     /// The next server message, or `None` if none comes within `timeout` or the connection
     /// closed.
     pub async fn try_next_message(&mut self, timeout: Duration) -> Option<Value> {
-        if let Some(message) = self.backlog.pop_front() {
-            return Some(message);
+        if let Some(received) = self.backlog.pop_front() {
+            return Some(received.message);
         }
         tokio::time::timeout(timeout, self.incoming.recv())
             .await
             .ok()
             .flatten()
+            .map(|received| received.message)
     }
 
     /// The payload of the next message of type `kind`; messages of other types stay queued.
     pub async fn wait_type(&mut self, kind: &str, timeout: Duration) -> Value {
-        if let Some(index) = self.backlog.iter().position(|m| m["type"] == kind) {
-            let message = self.backlog.remove(index).unwrap_or_default();
-            return payload(message);
+        payload(self.wait_received(kind, timeout).await.message)
+    }
+
+    /// The next message of type `kind`, with its text; messages of other types stay queued.
+    async fn wait_received(&mut self, kind: &str, timeout: Duration) -> Received {
+        if let Some(index) = self
+            .backlog
+            .iter()
+            .position(|received| received.message["type"] == kind)
+        {
+            if let Some(received) = self.backlog.remove(index) {
+                return received;
+            }
         }
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             match tokio::time::timeout_at(deadline, self.incoming.recv()).await {
-                Ok(Some(message)) if message["type"] == kind => return payload(message),
-                Ok(Some(message)) => self.backlog.push_back(message),
+                Ok(Some(received)) if received.message["type"] == kind => return received,
+                Ok(Some(received)) => self.backlog.push_back(received),
                 Ok(None) => panic!(
                     "the connection closed while {kind} was awaited: {:?}; queued: {:?}",
                     self.close_reason(),
@@ -187,17 +215,16 @@ impl Client {
 
     /// Waits for an `invite`.
     pub async fn wait_invite(&mut self, timeout: Duration) -> Invite {
-        let payload = self.wait_type("invite", timeout).await;
+        let received = self.wait_received("invite", timeout).await;
+        let parameters = ordered_parameters(&received.text);
+        let payload = payload(received.message);
         let text = |name: &str| payload[name].as_str().unwrap_or_default().to_owned();
         Invite {
             callsid: text("callsid"),
             from: text("from"),
             to: text("to"),
             sdp: text("sdp"),
-            parameters: payload["parameters"]
-                .as_object()
-                .cloned()
-                .unwrap_or_default(),
+            parameters,
         }
     }
 
@@ -272,11 +299,48 @@ fn payload(message: Value) -> Value {
     }
 }
 
+/// The `payload.parameters` object of an `invite` frame's text as `(name, value)` pairs in the
+/// order they were written. Panics if it is missing or holds anything but strings.
+fn ordered_parameters(text: &str) -> Vec<(String, String)> {
+    #[derive(Deserialize)]
+    struct Envelope {
+        payload: Payload,
+    }
+    #[derive(Deserialize)]
+    struct Payload {
+        parameters: Pairs,
+    }
+    struct Pairs(Vec<(String, String)>);
+    impl<'de> Deserialize<'de> for Pairs {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            deserializer.deserialize_map(PairsVisitor)
+        }
+    }
+    struct PairsVisitor;
+    impl<'de> Visitor<'de> for PairsVisitor {
+        type Value = Pairs;
+        fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+            formatter.write_str("an object of strings")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Pairs, A::Error> {
+            let mut pairs = Vec::new();
+            while let Some(pair) = map.next_entry::<String, String>()? {
+                pairs.push(pair);
+            }
+            Ok(Pairs(pairs))
+        }
+    }
+    match serde_json::from_str::<Envelope>(text) {
+        Ok(envelope) => envelope.payload.parameters.0,
+        Err(error) => panic!("invite without a parameters object of strings ({error}): {text}"),
+    }
+}
+
 /// Reads frames until the connection ends: text frames parsed as JSON go to `messages`; the
 /// close frame (or its absence, 1006) is reported on `closed`.
 async fn read(
     mut stream: futures_util::stream::SplitStream<WebSocketStream<MaybeTlsStream<TcpStream>>>,
-    messages: mpsc::UnboundedSender<Value>,
+    messages: mpsc::UnboundedSender<Received>,
     closed: watch::Sender<Option<(u16, String)>>,
 ) {
     while let Some(frame) = stream.next().await {
@@ -284,7 +348,10 @@ async fn read(
             Ok(Frame::Text(text)) => {
                 let message = serde_json::from_str(text.as_str())
                     .unwrap_or_else(|_| json!({ "type": "unparseable", "payload": text.as_str() }));
-                let _ = messages.send(message);
+                let _ = messages.send(Received {
+                    message,
+                    text: text.as_str().to_owned(),
+                });
             }
             Ok(Frame::Close(frame)) => {
                 let reason = frame

@@ -545,6 +545,67 @@ async fn cancel_while_ringing_cancels_every_device() {
 }
 
 #[tokio::test]
+async fn each_client_is_offered_its_own_custom_parameters_in_document_order() {
+    let hook = webhook().await;
+    // Names out of alphabetical order: a sorted map anywhere on the way would show.
+    hook.respond(
+        "/voice",
+        r#"<Response><Dial answerOnBridge="true">
+             <Client>
+               <Identity>alice</Identity>
+               <Parameter name="ticket" value="42"/>
+               <Parameter name="agent" value="A &amp; &quot;B&quot;"/>
+             </Client>
+             <Client>bob<Parameter name="queue" value="sales"/><Parameter name="empty" value=""/></Client>
+             <Client>carol</Client>
+           </Dial></Response>"#,
+    );
+    let tandem = tandem_for(&hook).await;
+    let mut alice_phone = client(&tandem, "alice").await;
+    let mut alice_laptop = client(&tandem, "alice").await;
+    let mut bob = client(&tandem, "bob").await;
+    let mut carol = client(&tandem, "carol").await;
+    let caller_rtp = RtpEndpoint::bind().await;
+    let phone = Phone::bind().await;
+    let call = phone
+        .call(tandem.sip_udp(), "+15550100", &caller_rtp.sdp_offer())
+        .await;
+
+    let pairs = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect()
+    };
+    let for_alice = pairs(&[("ticket", "42"), ("agent", r#"A & "B""#)]);
+    let mut offers = Vec::new();
+    for (client, expected) in [
+        // Every device of an identity gets its noun's parameters.
+        (&mut alice_phone, for_alice.clone()),
+        (&mut alice_laptop, for_alice),
+        (&mut bob, pairs(&[("queue", "sales"), ("empty", "")])),
+        // A client without <Parameter>s gets an empty object (not a missing member).
+        (&mut carol, Vec::new()),
+    ] {
+        let offered = client.wait_invite(WAIT).await;
+        assert_eq!(
+            offered.parameters,
+            expected,
+            "parameters offered to {}",
+            client.connected()["identity"]
+        );
+        offers.push((client, offered.callsid));
+    }
+
+    assert_eq!(call.cancel().await.status.code(), 200);
+    call.wait_status(487, WAIT).await;
+    for (client, callsid) in offers {
+        let cancel = client.wait_type("cancel", WAIT).await;
+        assert_eq!(cancel["callsid"], callsid.as_str());
+    }
+}
+
+#[tokio::test]
 async fn the_demo_application_plays_its_welcome_then_rings_alice() {
     // No [[numbers]]: the bundled demo application answers every number.
     let tandem = Tandem::start(|_| {}).await;

@@ -5,8 +5,8 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use router::twiml::{
-    self, Dial, Gather, Hangup, HttpMethod, Loop, Pause, Prompt, Redirect, Reject, RejectReason,
-    Response, Say, Target, TwimlError, Verb, Warning,
+    self, Client, Dial, Gather, Hangup, HttpMethod, Loop, Pause, Prompt, Redirect, Reject,
+    RejectReason, Response, Say, Target, TwimlError, Verb, Warning,
 };
 
 fn parse_ok(xml: &str) -> Response {
@@ -245,8 +245,192 @@ fn dial_two_clients_answer_on_bridge_and_every_attribute() {
     assert!(dial.answer_on_bridge);
     assert_eq!(
         dial.targets,
-        vec![Target::Client("alice".into()), Target::Client("bob".into())]
+        vec![
+            Target::Client(Client::new("alice")),
+            Target::Client(Client::new("bob"))
+        ]
     );
+}
+
+#[test]
+fn dial_client_parameters_in_document_order_per_client() {
+    let response = parse_ok(
+        r#"<Response><Dial>
+             <Client>
+               <Identity>alice</Identity>
+               <Parameter name="ticket" value="42"/>
+               <Parameter name="Agent Note" value=" a &amp; &quot;b&quot; "/>
+               <Parameter name="empty" value="" note="ignored"/>
+             </Client>
+             <Client><Parameter name="zeta" value="1"/><Identity>bob</Identity>
+               <Parameter name="alpha" value="2"/></Client>
+             <Client>carol<Parameter name="queue" value="sales"/></Client>
+             <Client>dave</Client>
+           </Dial></Response>"#,
+    );
+    let [Verb::Dial(dial)] = response.verbs.as_slice() else {
+        panic!("not one Dial: {:?}", response.verbs);
+    };
+    let pairs = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect()
+    };
+    assert_eq!(
+        dial.targets,
+        vec![
+            Target::Client(Client {
+                identity: "alice".into(),
+                // Names and values as written: spaces kept, entities resolved, empty allowed.
+                parameters: pairs(&[
+                    ("ticket", "42"),
+                    ("Agent Note", r#" a & "b" "#),
+                    ("empty", ""),
+                ]),
+            }),
+            // <Identity> may come after a parameter; document order, not name order.
+            Target::Client(Client {
+                identity: "bob".into(),
+                parameters: pairs(&[("zeta", "1"), ("alpha", "2")]),
+            }),
+            // The text form takes parameters too (as Twilio's helper libraries write it).
+            Target::Client(Client {
+                identity: "carol".into(),
+                parameters: pairs(&[("queue", "sales")]),
+            }),
+            Target::Client(Client::new("dave")),
+        ]
+    );
+    assert_eq!(
+        response.warnings,
+        [Warning::UnknownAttribute {
+            element: "Parameter".into(),
+            attribute: "note".into(),
+        }]
+    );
+}
+
+#[test]
+fn dial_client_parameter_bounds() {
+    let dial_client = |children: &str| {
+        format!("<Response><Dial><Client><Identity>alice</Identity>{children}</Client></Dial></Response>")
+    };
+    let parameters = |count: usize| {
+        (0..count)
+            .map(|index| format!(r#"<Parameter name="p{index}" value="v"/>"#))
+            .collect::<String>()
+    };
+    let parameter =
+        |name: &str, value: &str| format!(r#"<Parameter name="{name}" value="{value}"/>"#);
+    let parameters_of = |xml: &str| match only_verb(xml) {
+        Verb::Dial(Dial { targets, .. }) => match targets.as_slice() {
+            [Target::Client(client)] => client.parameters.clone(),
+            other => panic!("not one client: {other:?}"),
+        },
+        other => panic!("not a Dial: {other:?}"),
+    };
+
+    assert_eq!(Client::MAX_PARAMETERS, 32);
+    assert_eq!(parameters_of(&dial_client(&parameters(32))).len(), 32);
+    assert!(matches!(
+        parse_err(&dial_client(&parameters(33))),
+        TwimlError::TooManyParameters { limit: 32 }
+    ));
+
+    let longest_name = "n".repeat(Client::MAX_PARAMETER_NAME_BYTES);
+    assert_eq!(
+        parameters_of(&dial_client(&parameter(&longest_name, "v"))),
+        [(longest_name.clone(), "v".to_owned())]
+    );
+    assert!(matches!(
+        parse_err(&dial_client(&parameter(&format!("{longest_name}n"), "v"))),
+        TwimlError::ParameterNameTooLong {
+            length: 257,
+            limit: 256
+        }
+    ));
+
+    let longest_value = "v".repeat(Client::MAX_PARAMETER_VALUE_BYTES);
+    assert_eq!(
+        parameters_of(&dial_client(&parameter("n", &longest_value))),
+        [("n".to_owned(), longest_value.clone())]
+    );
+    let error = parse_err(&dial_client(&parameter("n", &format!("{longest_value}v"))));
+    assert_eq!(
+        error.to_string(),
+        r#"<Parameter name="n"> value is 1025 bytes, over the 1024-byte limit"#
+    );
+    assert!(matches!(
+        error,
+        TwimlError::ParameterValueTooLong { name, length: 1025, limit: 1024 } if name == "n"
+    ));
+}
+
+#[test]
+fn dial_client_parameter_errors() {
+    let dial_client = |children: &str| {
+        format!("<Response><Dial><Client><Identity>alice</Identity>{children}</Client></Dial></Response>")
+    };
+    for missing_name in [
+        r#"<Parameter value="42"/>"#,
+        r#"<Parameter name="" value="42"/>"#,
+        r#"<Parameter name="  " value="42"/>"#,
+    ] {
+        let error = parse_err(&dial_client(missing_name));
+        assert!(
+            matches!(error, TwimlError::MissingParameterName),
+            "{missing_name}: {error}"
+        );
+        assert_eq!(
+            error.to_string(),
+            "<Parameter> needs a non-empty name attribute"
+        );
+    }
+    assert!(matches!(
+        parse_err(&dial_client(r#"<Parameter name="ticket"/>"#)),
+        TwimlError::MissingParameterValue { name } if name == "ticket"
+    ));
+    assert!(matches!(
+        parse_err(&dial_client(
+            r#"<Parameter name="ticket" value="1"/><Parameter name="ticket" value="2"/>"#
+        )),
+        TwimlError::DuplicateParameter { name } if name == "ticket"
+    ));
+    // Names are compared as written: these two differ.
+    assert!(twiml::parse(
+        dial_client(r#"<Parameter name="ticket" value="1"/><Parameter name="Ticket" value="2"/>"#)
+            .as_bytes()
+    )
+    .is_ok());
+    assert!(matches!(
+        parse_err(&dial_client(r#"<Parameter name="ticket" value="1">text</Parameter>"#)),
+        TwimlError::UnexpectedText { element } if element == "Parameter"
+    ));
+    assert!(matches!(
+        parse_err(&dial_client(r#"<Parameter name="ticket" value="1"><Identity>x</Identity></Parameter>"#)),
+        TwimlError::UnexpectedChild { parent, child } if parent == "Parameter" && child == "Identity"
+    ));
+    // Unknown children of <Client> are refused, as before parameters existed.
+    assert!(matches!(
+        parse_err(&dial_client("<Extension>7</Extension>")),
+        TwimlError::UnexpectedChild { parent, child } if parent == "Client" && child == "Extension"
+    ));
+    // The identity comes from the text or one <Identity>, never both, never two.
+    assert!(matches!(
+        parse_err(
+            r#"<Response><Dial><Client>alice<Identity>bob</Identity><Parameter name="a" value="1"/></Client></Dial></Response>"#
+        ),
+        TwimlError::UnexpectedText { element } if element == "Client"
+    ));
+    assert!(matches!(
+        parse_err(&dial_client("<Identity>bob</Identity>")),
+        TwimlError::UnexpectedChild { parent, child } if parent == "Client" && child == "Identity"
+    ));
+    assert!(matches!(
+        parse_err(r#"<Response><Dial><Client><Parameter name="a" value="1"/></Client></Dial></Response>"#),
+        TwimlError::MissingText { element } if element == "Client"
+    ));
 }
 
 #[test]

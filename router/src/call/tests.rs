@@ -201,7 +201,7 @@ fn dial_client_answer_on_bridge_first_answer_wins_then_continues() {
     let dial = dial_id(&actions);
     assert!(
         matches!(&actions[0], Action::Dial { targets, caller_id, .. }
-        if targets == &[twiml::Target::Client("alice".into())] && caller_id == "+15550001")
+        if targets == &[twiml::Target::Client(twiml::Client::new("alice"))] && caller_id == "+15550001")
     );
     h.call
         .handle_dial_started(h.at(1), dial, vec![leg(1), leg(2)]);

@@ -141,11 +141,13 @@ impl LegContext {
 /// Replies a device may queue before the leg reads them (a call produces a handful).
 const DEVICE_REPLIES: usize = 16;
 
-/// Offers the call to one client device and follows it until it ends.
+/// Offers the call to one client device, with its `<Client>` noun's custom `parameters`, and
+/// follows it until it ends.
 pub(super) async fn client(
     mut leg: LegContext,
     identity: Identity,
     device: presence::registry::Reachable,
+    parameters: Vec<(String, String)>,
 ) {
     let (replies_tx, mut replies) = mpsc::channel(DEVICE_REPLIES);
     let invite = ToDevice::Invite {
@@ -153,7 +155,7 @@ pub(super) async fn client(
         from: leg.caller_id.clone(),
         to: leg.to.clone(),
         sdp: leg.offer.to_string(),
-        parameters: Vec::new(),
+        parameters,
         replies: replies_tx,
     };
     if let Err(error) = device.sender.try_send(invite) {

@@ -439,7 +439,7 @@ impl CallTask {
         for target in targets {
             let destinations = self.destinations(target);
             if destinations.is_empty() {
-                tracing::info!(?target, "dial target unreachable");
+                tracing::info!(%target, "dial target unreachable");
             }
             for destination in destinations {
                 if started.len() >= MAX_LEGS {
@@ -493,8 +493,14 @@ impl CallTask {
                 );
                 let span = tracing::info_span!("leg", leg_sid = %sid);
                 match destination {
-                    Destination::Device(identity, device) => {
-                        tokio::spawn(leg::client(context, identity, device).instrument(span));
+                    Destination::Device {
+                        identity,
+                        device,
+                        parameters,
+                    } => {
+                        tokio::spawn(
+                            leg::client(context, identity, device, parameters).instrument(span),
+                        );
                     }
                     Destination::Sip {
                         request_uri,
@@ -513,15 +519,20 @@ impl CallTask {
     /// What a `<Dial>` noun reaches now.
     fn destinations(&self, target: &twiml::Target) -> Vec<Destination> {
         match target {
-            twiml::Target::Client(name) => {
-                let Ok(identity) = presence::Identity::new(name) else {
+            twiml::Target::Client(client) => {
+                let Ok(identity) = presence::Identity::new(&client.identity) else {
                     return Vec::new();
                 };
+                // Each device of this identity gets this noun's parameters, and only its own.
                 self.services
                     .presence
                     .reachable_devices(&identity)
                     .iter()
-                    .map(|device| Destination::Device(identity.clone(), device.clone()))
+                    .map(|device| Destination::Device {
+                        identity: identity.clone(),
+                        device: device.clone(),
+                        parameters: client.parameters.clone(),
+                    })
                     .collect()
             }
             twiml::Target::Sip(text) => {
@@ -785,7 +796,13 @@ impl CallTask {
 // At most ten live for the moment a dial starts its legs: boxing would only add allocations.
 #[allow(clippy::large_enum_variant)]
 enum Destination {
-    Device(presence::Identity, presence::registry::Reachable),
+    /// A device of a client identity, offered the call over the WebSocket gateway.
+    Device {
+        identity: presence::Identity,
+        device: presence::registry::Reachable,
+        /// The `<Client>` noun's custom parameters, for the device's `invite`.
+        parameters: Vec<(String, String)>,
+    },
     /// A SIP destination: the Request-URI (a registered contact, or the URI itself), the
     /// address of record for To, and where to send.
     Sip {
@@ -798,7 +815,7 @@ enum Destination {
 impl Destination {
     fn describe(&self) -> String {
         match self {
-            Destination::Device(identity, _) => format!("client:{}", identity.as_str()),
+            Destination::Device { identity, .. } => format!("client:{}", identity.as_str()),
             Destination::Sip { to, .. } => to.to_string(),
         }
     }

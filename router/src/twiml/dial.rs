@@ -4,9 +4,11 @@
 //! Attributes, with Twilio's defaults: `action` (none: continue with the next verb), `method`
 //! (POST), `timeout` (30 s), `callerId` (none: the caller's own), `timeLimit` (14400 s = 4 h),
 //! `answerOnBridge` (false). Nouns: `<Client>` (identity as text, or Twilio's newer
-//! `<Identity>` child), `<Sip>` (a SIP URI), `<Number>` (a phone number), or a bare number as
-//! the text of `<Dial>` itself; at most [`Dial::MAX_NOUNS`].
+//! `<Identity>` child, plus `<Parameter name value>` children: see [`Client`]), `<Sip>` (a SIP
+//! URI), `<Number>` (a phone number), or a bare number as the text of `<Dial>` itself; at most
+//! [`Dial::MAX_NOUNS`].
 
+use std::fmt;
 use std::time::Duration;
 
 use super::element::Element;
@@ -37,12 +39,114 @@ pub struct Dial {
 /// A party `<Dial>` rings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
-    /// A client identity (its registered devices).
-    Client(String),
+    /// A client identity (its registered devices) and what to tell them.
+    Client(Client),
     /// A SIP URI, kept as written (`sip:` or `sips:`).
     Sip(String),
     /// A phone number: an optional `+` and digits, separators removed.
     Number(String),
+}
+
+impl fmt::Display for Target {
+    /// The party alone, as logs show it: `client:IDENTITY`, the SIP URI or the number. A
+    /// client's parameters are left out; they are the application's data, not the log's.
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Client(client) => write!(formatter, "client:{}", client.identity),
+            Target::Sip(uri) => formatter.write_str(uri),
+            Target::Number(number) => formatter.write_str(number),
+        }
+    }
+}
+
+/// A `<Client>` noun: whose devices ring, and the custom parameters each of them is offered.
+///
+/// The identity is the element's text (`<Client>alice</Client>`) or one `<Identity>` child, not
+/// both. Any number of `<Parameter name="..." value="..."/>` children, up to
+/// [`Client::MAX_PARAMETERS`], may accompany either form: Twilio's own helper libraries write
+/// the text form followed by parameters. A parameter needs a non-empty `name` (kept as written,
+/// at most [`Client::MAX_PARAMETER_NAME_BYTES`]) and a `value` attribute (possibly empty, at most
+/// [`Client::MAX_PARAMETER_VALUE_BYTES`]). Two parameters of one client may not share a name
+/// (compared byte for byte, so `ticket` and `Ticket` differ): they reach the client as one JSON
+/// object, and RFC 8259 §4 leaves repeated names to the receiver, most of which (JavaScript's
+/// `JSON.parse`, `serde_json`) keep only the last, so the first would be silently lost. A
+/// document that repeats one is refused, like any other broken document, rather than
+/// half-delivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Client {
+    /// The identity whose reachable devices ring.
+    pub identity: String,
+    /// The custom parameters as `(name, value)` pairs, in document order; names are unique.
+    /// Every device of this identity gets them in its `invite`; other targets do not.
+    pub parameters: Vec<(String, String)>,
+}
+
+impl Client {
+    /// At most this many `<Parameter>`s per `<Client>`.
+    pub const MAX_PARAMETERS: usize = 32;
+    /// The longest parameter name accepted, in bytes.
+    pub const MAX_PARAMETER_NAME_BYTES: usize = 256;
+    /// The longest parameter value accepted, in bytes.
+    pub const MAX_PARAMETER_VALUE_BYTES: usize = 1024;
+    /// The longest identity accepted, in bytes.
+    pub const MAX_IDENTITY_BYTES: usize = 256;
+
+    /// A client without custom parameters.
+    pub fn new(identity: impl Into<String>) -> Client {
+        Client {
+            identity: identity.into(),
+            parameters: Vec::new(),
+        }
+    }
+
+    /// Parses a `<Client>` element.
+    fn from_element(client: &Element, warnings: &mut Vec<Warning>) -> Result<Self, TwimlError> {
+        let mut identity_element = None;
+        let mut parameters = Vec::new();
+        for child in &client.children {
+            match child.name.as_str() {
+                "Identity" if identity_element.is_none() => identity_element = Some(child),
+                "Parameter" => {
+                    if parameters.len() == Self::MAX_PARAMETERS {
+                        return Err(TwimlError::TooManyParameters {
+                            limit: Self::MAX_PARAMETERS,
+                        });
+                    }
+                    let (name, value) = parameter(child, warnings)?;
+                    if parameters.iter().any(|(existing, _)| *existing == name) {
+                        return Err(TwimlError::DuplicateParameter { name });
+                    }
+                    parameters.push((name, value));
+                }
+                // A second <Identity> is refused like any other unexpected child.
+                _ => {
+                    return Err(TwimlError::UnexpectedChild {
+                        parent: client.name.clone(),
+                        child: child.name.clone(),
+                    })
+                }
+            }
+        }
+        let identity = match identity_element {
+            None => required_text(client)?,
+            Some(identity) => {
+                client.expect_no_text()?;
+                identity.expect_no_children()?;
+                required_text(identity)?
+            }
+        };
+        if identity.len() > Self::MAX_IDENTITY_BYTES
+            || identity
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(bad_text(client, identity));
+        }
+        Ok(Client {
+            identity: identity.to_owned(),
+            parameters,
+        })
+    }
 }
 
 impl Dial {
@@ -146,7 +250,7 @@ fn noun(
     // Noun attributes (statusCallback, sendDigits, username, ...) are outside the contract.
     child.warn_unknown_attributes(&[], warnings);
     match child.name.as_str() {
-        "Client" => client_identity(child).map(Target::Client),
+        "Client" => Client::from_element(child, warnings).map(Target::Client),
         "Sip" => {
             child.expect_no_children()?;
             let uri = required_text(child)?;
@@ -171,30 +275,37 @@ fn noun(
     }
 }
 
-/// `<Client>alice</Client>` or `<Client><Identity>alice</Identity></Client>`.
-fn client_identity(client: &Element) -> Result<String, TwimlError> {
-    let identity = match client.children.as_slice() {
-        [] => required_text(client)?,
-        [identity] if identity.name == "Identity" => {
-            client.expect_no_text()?;
-            identity.expect_no_children()?;
-            required_text(identity)?
-        }
-        [.., other] => {
-            return Err(TwimlError::UnexpectedChild {
-                parent: client.name.clone(),
-                child: other.name.clone(),
-            })
-        }
+/// One `<Parameter name="..." value="..."/>`: its name and value, as written.
+fn parameter(
+    element: &Element,
+    warnings: &mut Vec<Warning>,
+) -> Result<(String, String), TwimlError> {
+    element.warn_unknown_attributes(&["name", "value"], warnings);
+    element.expect_no_children()?;
+    element.expect_no_text()?;
+    let name = match element.attribute("name") {
+        Some(name) if !name.trim().is_empty() => name,
+        _ => return Err(TwimlError::MissingParameterName),
     };
-    if identity.len() > 256
-        || identity
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control())
-    {
-        return Err(bad_text(client, identity));
+    if name.len() > Client::MAX_PARAMETER_NAME_BYTES {
+        return Err(TwimlError::ParameterNameTooLong {
+            length: name.len(),
+            limit: Client::MAX_PARAMETER_NAME_BYTES,
+        });
     }
-    Ok(identity.to_owned())
+    let Some(value) = element.attribute("value") else {
+        return Err(TwimlError::MissingParameterValue {
+            name: name.to_owned(),
+        });
+    };
+    if value.len() > Client::MAX_PARAMETER_VALUE_BYTES {
+        return Err(TwimlError::ParameterValueTooLong {
+            name: name.to_owned(),
+            length: value.len(),
+            limit: Client::MAX_PARAMETER_VALUE_BYTES,
+        });
+    }
+    Ok((name.to_owned(), value.to_owned()))
 }
 
 /// A phone number: an optional leading `+` and 1–20 digits; the visual separators space, `-`,
@@ -235,6 +346,20 @@ mod tests {
 
     fn number(text: &str) -> Result<String, TwimlError> {
         phone_number(&Element::default(), text)
+    }
+
+    #[test]
+    fn targets_display_the_party_without_parameters() {
+        let client = Target::Client(Client {
+            identity: "alice".into(),
+            parameters: vec![("secret".into(), "s3cr3t".into())],
+        });
+        assert_eq!(client.to_string(), "client:alice");
+        assert_eq!(
+            Target::Sip("sip:bob@example.com".into()).to_string(),
+            "sip:bob@example.com"
+        );
+        assert_eq!(Target::Number("+15550100".into()).to_string(), "+15550100");
     }
 
     #[test]

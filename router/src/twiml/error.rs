@@ -121,6 +121,45 @@ pub enum TwimlError {
         /// The value as written.
         value: String,
     },
+    /// A `<Parameter>` without a `name` attribute, or with an empty (or all-whitespace) one.
+    #[error("<Parameter> needs a non-empty name attribute")]
+    MissingParameterName,
+    /// A `<Parameter>` without a `value` attribute (an empty value is allowed).
+    #[error("<Parameter name={name:?}> needs a value attribute")]
+    MissingParameterValue {
+        /// The parameter's name.
+        name: String,
+    },
+    /// A `<Client>` holds more `<Parameter>`s than the limit.
+    #[error("<Client> holds more than {limit} <Parameter>s")]
+    TooManyParameters {
+        /// The parameter limit.
+        limit: usize,
+    },
+    /// A `<Parameter>` name is longer than the limit (the name itself is not repeated).
+    #[error("<Parameter> name is {length} bytes, over the {limit}-byte limit")]
+    ParameterNameTooLong {
+        /// The name's length in bytes.
+        length: usize,
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// A `<Parameter>` value is longer than the limit.
+    #[error("<Parameter name={name:?}> value is {length} bytes, over the {limit}-byte limit")]
+    ParameterValueTooLong {
+        /// The parameter's name.
+        name: String,
+        /// The value's length in bytes.
+        length: usize,
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// Two `<Parameter>`s of one `<Client>` share a name, which one JSON object cannot carry.
+    #[error("<Client> has more than one <Parameter> named {name:?}")]
+    DuplicateParameter {
+        /// The repeated name.
+        name: String,
+    },
     /// `<Gather input>` asks for something other than DTMF, which is all Tandem collects.
     #[error("<Gather input={value:?}> is not supported: only \"dtmf\" is")]
     UnsupportedGatherInput {

@@ -7,8 +7,9 @@
 //! application fails loudly instead of being half-executed.
 //!
 //! Invariant: the parser is bounded: document size ([`MAX_DOCUMENT_BYTES`], checked before
-//! reading), nesting ([`MAX_DEPTH`]), verbs ([`MAX_VERBS`]), text ([`MAX_TEXT_BYTES`]) and
-//! `<Dial>` nouns ([`Dial::MAX_NOUNS`]). No DTD is accepted and only the five XML built-in
+//! reading), nesting ([`MAX_DEPTH`]), verbs ([`MAX_VERBS`]), text ([`MAX_TEXT_BYTES`]),
+//! `<Dial>` nouns ([`Dial::MAX_NOUNS`]) and `<Client>` parameters ([`Client::MAX_PARAMETERS`],
+//! each name and value bounded too). No DTD is accepted and only the five XML built-in
 //! entities and character references are resolved.
 
 mod dial;
@@ -23,7 +24,7 @@ mod reject;
 mod say;
 mod types;
 
-pub use dial::{Dial, Target};
+pub use dial::{Client, Dial, Target};
 pub use error::TwimlError;
 pub use gather::{Gather, Prompt};
 pub use hangup::Hangup;
