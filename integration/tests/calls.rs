@@ -108,8 +108,10 @@ async fn dial_client_first_answer_wins_audio_flows_both_ways_and_caller_bye_ends
     let hook = webhook().await;
     hook.respond(
         "/voice",
-        r#"<Response><Dial answerOnBridge="true"><Client>alice</Client></Dial></Response>"#,
+        r#"<Response><Dial answerOnBridge="true"><Client statusCallback="/legs"
+             statusCallbackEvent="initiated ringing answered completed">alice</Client></Dial></Response>"#,
     );
+    hook.respond_with("/legs", |_| Reply::status(204));
     let tandem = tandem_for(&hook).await;
     let mut first = client(&tandem, "alice").await;
     let mut second = client(&tandem, "alice").await;
@@ -179,6 +181,56 @@ async fn dial_client_first_answer_wins_audio_flows_both_ways_and_caller_bye_ends
         .collect();
     assert_eq!(events, ["initiated", "ringing", "answered", "completed"]);
     assert!(callbacks.iter().all(|r| r.param("Timestamp").is_some()));
+    // Each device's leg reports its own progress to the noun's callback: the device that rang
+    // was cancelled by the other's answer; the one that answered completed after the bridge.
+    let legs = hook.wait_for("/legs", 6, WAIT).await;
+    // Callbacks run concurrently in the background, so they may arrive out of order: the
+    // SequenceNumber orders them, as with Twilio.
+    let progress = |device: &str| -> Vec<(String, String, String)> {
+        let mut rows: Vec<_> = legs
+            .iter()
+            .filter(|r| r.param("CallSid") == Some(device))
+            .map(|r| {
+                assert_eq!(r.method, "POST");
+                assert_eq!(r.param("ParentCallSid"), Some(sid.as_str()));
+                assert_eq!(r.param("Direction"), Some("outbound-dial"));
+                assert_eq!(r.param("To"), Some("client:alice"));
+                assert_eq!(r.param("From"), Some("+15557654321"));
+                assert!(r.param("Timestamp").is_some());
+                let param = |name| r.param(name).unwrap().to_owned();
+                let status = match r.param("CallDuration") {
+                    Some(_) => format!("{}/{}", param("CallStatus"), param("CallDuration")),
+                    None => param("CallStatus"),
+                };
+                (
+                    param("StatusCallbackEvent"),
+                    param("SequenceNumber"),
+                    status,
+                )
+            })
+            .collect();
+        rows.sort_by(|a, b| a.1.cmp(&b.1));
+        rows
+    };
+    let row = |event: &str, sequence: &str, status: &str| {
+        (event.to_owned(), sequence.to_owned(), status.to_owned())
+    };
+    assert_eq!(
+        progress(&offered_first.callsid),
+        [
+            row("initiated", "0", "initiated"),
+            row("ringing", "1", "ringing"),
+            row("completed", "2", "canceled/0"),
+        ]
+    );
+    assert_eq!(
+        progress(&offered_second.callsid),
+        [
+            row("initiated", "0", "initiated"),
+            row("answered", "1", "in-progress"),
+            row("completed", "2", "completed/0"),
+        ]
+    );
     assert_signed(&hook);
     let metrics = tandem.get("/metrics").await.1;
     assert!(
@@ -469,11 +521,13 @@ async fn dial_sip_bridges_to_a_sip_user_agent() {
     hook.respond(
         "/voice",
         format!(
-            r#"<Response><Dial answerOnBridge="true" action="/dialed"><Sip>{}</Sip></Dial></Response>"#,
+            r#"<Response><Dial answerOnBridge="true" action="/dialed"><Sip statusCallback="/leg"
+                 statusCallbackMethod="GET" statusCallbackEvent="ringing completed">{}</Sip></Dial></Response>"#,
             callee.uri("bob")
         ),
     );
     hook.respond("/dialed", "<Response><Hangup/></Response>");
+    hook.respond_with("/leg", |_| Reply::status(204));
     let tandem = tandem_for(&hook).await;
     let phone = Phone::bind().await;
     let caller_rtp = RtpEndpoint::bind().await;
@@ -506,6 +560,26 @@ async fn dial_sip_bridges_to_a_sip_user_agent() {
         .param("DialCallSid")
         .is_some_and(|s| s.starts_with("CA")));
     call.wait_bye(WAIT).await;
+    // The SIP leg reported what its noun asked for, by GET, signed like every webhook.
+    let mut leg = hook.wait_for("/leg", 2, WAIT).await;
+    leg.sort_by_key(|r| r.param("SequenceNumber").map(str::to_owned));
+    let reported: Vec<_> = leg
+        .iter()
+        .map(|r| {
+            assert_eq!(r.method, "GET");
+            assert_eq!(r.param("CallSid"), dialed[0].param("DialCallSid"));
+            assert_eq!(r.param("To"), Some(callee.uri("bob").as_str()));
+            (
+                r.param("StatusCallbackEvent").unwrap(),
+                r.param("CallStatus").unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        reported,
+        [("ringing", "ringing"), ("completed", "completed")]
+    );
+    assert_signed(&hook);
 }
 
 #[tokio::test]

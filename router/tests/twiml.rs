@@ -5,9 +5,14 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use router::twiml::{
-    self, Client, Dial, Gather, Hangup, HttpMethod, Loop, Pause, Prompt, Redirect, Reject,
-    RejectReason, Response, Say, Target, TwimlError, Verb, Warning,
+    self, Client, Dial, Gather, Hangup, HttpMethod, Loop, Noun, Pause, ProgressEvent, Prompt,
+    Redirect, Reject, RejectReason, Response, Say, Target, TwimlError, Verb, Warning,
 };
+
+/// The parties of a `<Dial>`, without their callbacks.
+fn targets(dial: &Dial) -> Vec<Target> {
+    dial.nouns.iter().map(|noun| noun.target.clone()).collect()
+}
 
 fn parse_ok(xml: &str) -> Response {
     match twiml::parse(xml.as_bytes()) {
@@ -216,7 +221,7 @@ fn dial_defaults_with_bare_number() {
             caller_id: None,
             time_limit: Duration::from_secs(14_400),
             answer_on_bridge: false,
-            targets: vec![Target::Number("4151234567".into())],
+            nouns: vec![Target::Number("4151234567".into()).into()],
         }
     );
 }
@@ -244,7 +249,7 @@ fn dial_two_clients_answer_on_bridge_and_every_attribute() {
     assert_eq!(dial.time_limit, Duration::from_secs(600));
     assert!(dial.answer_on_bridge);
     assert_eq!(
-        dial.targets,
+        targets(&dial),
         vec![
             Target::Client(Client::new("alice")),
             Target::Client(Client::new("bob"))
@@ -278,7 +283,7 @@ fn dial_client_parameters_in_document_order_per_client() {
             .collect()
     };
     assert_eq!(
-        dial.targets,
+        targets(&dial),
         vec![
             Target::Client(Client {
                 identity: "alice".into(),
@@ -324,7 +329,7 @@ fn dial_client_parameter_bounds() {
     let parameter =
         |name: &str, value: &str| format!(r#"<Parameter name="{name}" value="{value}"/>"#);
     let parameters_of = |xml: &str| match only_verb(xml) {
-        Verb::Dial(Dial { targets, .. }) => match targets.as_slice() {
+        Verb::Dial(dial) => match targets(&dial).as_slice() {
             [Target::Client(client)] => client.parameters.clone(),
             other => panic!("not one client: {other:?}"),
         },
@@ -442,13 +447,119 @@ fn dial_sip_and_number_nouns() {
         panic!("not a Dial");
     };
     assert_eq!(
-        dial.targets,
+        targets(&dial),
         vec![
             Target::Sip("sip:alice@example.com;transport=tcp".into()),
             Target::Number("+442079460000".into()),
             Target::Sip("SIPS:bob@example.com".into()),
         ]
     );
+}
+
+#[test]
+fn dial_noun_status_callbacks() {
+    let response = parse_ok(
+        r#"<Response><Dial>
+             <Client statusCallback="/client-events" statusCallbackMethod="GET"
+                     statusCallbackEvent="  ringing answered
+                                            initiated completed answered ">alice</Client>
+             <Sip statusCallback="https://example.com/sip">sip:bob@example.com</Sip>
+             <Number statusCallbackEvent="ringing" statusCallbackMethod="GET">+15550100</Number>
+           </Dial></Response>"#,
+    );
+    let [Verb::Dial(dial)] = response.verbs.as_slice() else {
+        panic!("not one Dial: {:?}", response.verbs);
+    };
+    let callbacks: Vec<_> = dial
+        .nouns
+        .iter()
+        .map(|noun| {
+            noun.status_callback.as_ref().map(|callback| {
+                (
+                    callback.url.as_str(),
+                    callback.method,
+                    callback.events.clone(),
+                )
+            })
+        })
+        .collect();
+    use ProgressEvent::*;
+    assert_eq!(
+        callbacks,
+        [
+            // Document order, repeats dropped, any whitespace between names.
+            Some((
+                "/client-events",
+                HttpMethod::Get,
+                vec![Ringing, Answered, Initiated, Completed]
+            )),
+            // Only statusCallback: completed, by POST.
+            Some(("https://example.com/sip", HttpMethod::Post, vec![Completed])),
+            // No statusCallback: nothing to report to.
+            None,
+        ]
+    );
+    assert!(dial.nouns[0]
+        .status_callback
+        .as_ref()
+        .is_some_and(|callback| callback.wants(Initiated)));
+    assert_eq!(
+        response.warnings,
+        ["statusCallbackEvent", "statusCallbackMethod"].map(|attribute| {
+            Warning::UnusedAttribute {
+                element: "Number".into(),
+                attribute: attribute.into(),
+                missing: "statusCallback",
+            }
+        })
+    );
+    assert_eq!(
+        response.warnings[0].to_string(),
+        "ignored attribute statusCallbackEvent on <Number>: it needs statusCallback"
+    );
+    // Other noun attributes stay outside the contract: warned about, not refused.
+    let response =
+        parse_ok(r#"<Response><Dial><Number sendDigits="1">123</Number></Dial></Response>"#);
+    assert_eq!(
+        response.warnings,
+        [Warning::UnknownAttribute {
+            element: "Number".into(),
+            attribute: "sendDigits".into(),
+        }]
+    );
+    let Verb::Dial(dial) = &response.verbs[0] else {
+        panic!()
+    };
+    assert_eq!(
+        dial.nouns,
+        [Noun {
+            target: Target::Number("123".into()),
+            status_callback: None,
+        }]
+    );
+
+    for (attribute, value) in [
+        ("statusCallback", "ftp://example.com/x"),
+        ("statusCallback", ""),
+        ("statusCallbackEvent", "initiated hangup"),
+        ("statusCallbackEvent", "Completed"),
+        ("statusCallbackEvent", "initiated,completed"),
+        ("statusCallbackEvent", "  "),
+        ("statusCallbackMethod", "PUT"),
+    ] {
+        let xml = format!(
+            r#"<Response><Dial><Sip statusCallback="/s" {attribute}="{value}">sip:b@x</Sip></Dial></Response>"#
+        )
+        .replace(r#"statusCallback="/s" statusCallback="#, "statusCallback=");
+        assert!(
+            matches!(
+                parse_err(&xml),
+                TwimlError::BadAttribute { verb, attribute: bad, value: v }
+                    if verb == "Sip" && bad == attribute && v == value
+            ),
+            "{xml}"
+        );
+    }
 }
 
 #[test]
@@ -489,7 +600,7 @@ fn dial_errors() {
     let ten = "<Client>a</Client>".repeat(10);
     assert!(matches!(
         only_verb(&format!("<Response><Dial>{ten}</Dial></Response>")),
-        Verb::Dial(dial) if dial.targets.len() == 10
+        Verb::Dial(dial) if dial.nouns.len() == 10
     ));
     for (attribute, value) in [
         ("timeout", "601"),

@@ -28,10 +28,10 @@ use std::time::{Duration, Instant};
 
 use crate::config::WebhookMethod;
 use crate::sid::CallSid;
-use crate::twiml::{self, HttpMethod, Loop, Verb};
+use crate::twiml::{self, HttpMethod, Loop, ProgressEvent, Verb};
 use crate::webhook::{loggable, Params};
 
-pub use dial::{DialStatus, LegEvent, LegFailure};
+pub use dial::{DialStatus, LegEvent, LegFailure, StartedLeg};
 
 /// Consecutive documents fetched by `<Redirect>` without any other verb running in between;
 /// one more is an application error (a redirect loop).
@@ -159,7 +159,8 @@ pub enum Action {
     Dial {
         /// Echo it in every leg event.
         id: DialId,
-        /// The parties to ring (each may become several legs, one per device).
+        /// The parties to ring, one per noun in document order (each may become several
+        /// legs, one per device).
         targets: Vec<twiml::Target>,
         /// The caller ID the legs present.
         caller_id: String,
@@ -176,6 +177,8 @@ pub enum Action {
     StatusCallback {
         /// The callback URL.
         url: String,
+        /// GET or POST.
+        method: WebhookMethod,
         /// Parameters, without `Timestamp` (wall-clock time is the shell's).
         params: Params,
     },
@@ -329,8 +332,8 @@ impl Call {
             dial_outcome: None,
             info,
         };
-        call.status_callback("initiated");
-        call.status_callback("ringing");
+        call.status_callback(ProgressEvent::Initiated);
+        call.status_callback(ProgressEvent::Ringing);
         match call.info.start.clone() {
             Start::Webhook {
                 url,
@@ -503,14 +506,15 @@ impl Call {
 
     /// The legs a [`Action::Dial`] started (one per device or SIP target reached). None at all
     /// ends the dial at once.
-    pub fn handle_dial_started(&mut self, now: Instant, id: DialId, legs: Vec<CallSid>) {
+    pub fn handle_dial_started(&mut self, now: Instant, id: DialId, legs: Vec<StartedLeg>) {
         let Activity::Dialing(dialing) = &mut self.activity else {
             return;
         };
         if dialing.id() != id {
             return;
         }
-        dialing.legs_started(legs);
+        let reports = dialing.legs_started(now, legs);
+        self.actions.extend(reports);
         self.settle_dial(now);
     }
 
@@ -660,9 +664,10 @@ impl Call {
             .caller_id
             .clone()
             .unwrap_or_else(|| self.info.from.clone());
+        let progress = self.leg_progress(&dial, &caller_id);
         self.actions.push_back(Action::Dial {
             id,
-            targets: dial.targets.clone(),
+            targets: dial.nouns.iter().map(|noun| noun.target.clone()).collect(),
             caller_id,
             to: self.info.to.clone(),
         });
@@ -671,7 +676,36 @@ impl Call {
             // the dial ends, so its completion is never awaited.
             self.play(Audio::Ringback, Loop::FOREVER);
         }
-        self.activity = Activity::Dialing(dial::Dialing::new(id, &dial, action, now));
+        self.activity = Activity::Dialing(dial::Dialing::new(id, &dial, action, progress, now));
+    }
+
+    /// Where the dial's legs report their progress (nothing to prepare when no noun asks).
+    fn leg_progress(&self, dial: &twiml::Dial, caller_id: &str) -> dial::Progress {
+        if dial.nouns.iter().all(|noun| noun.status_callback.is_none()) {
+            return dial::Progress::default();
+        }
+        let mut common = Params::new();
+        common.push("ParentCallSid", self.info.sid.as_str());
+        common.push("AccountSid", self.info.account_sid.as_str());
+        common.push("From", caller_id);
+        common.push("Caller", caller_id);
+        common.push("Direction", "outbound-dial");
+        common.push("ApiVersion", API_VERSION);
+        let nouns = dial
+            .nouns
+            .iter()
+            .map(|noun| {
+                noun.status_callback
+                    .as_ref()
+                    .map(|callback| dial::Subscription {
+                        url: self.resolve(callback.url.as_str()),
+                        method: method(callback.method),
+                        events: callback.events.clone(),
+                        to: noun.target.to_string(),
+                    })
+            })
+            .collect();
+        dial::Progress { common, nouns }
     }
 
     /// Applies what a dial's state implies: its end continues the call.
@@ -835,7 +869,7 @@ impl Call {
             self.status = CallStatus::InProgress;
             self.answered_at = Some(now);
             self.actions.push_back(Action::Answer);
-            self.status_callback("answered");
+            self.status_callback(ProgressEvent::Answered);
         }
     }
 
@@ -866,7 +900,7 @@ impl Call {
             return;
         }
         match std::mem::replace(&mut self.activity, Activity::Ended) {
-            Activity::Dialing(dialing) => self.actions.extend(dialing.release()),
+            Activity::Dialing(dialing) => self.actions.extend(dialing.release(now)),
             Activity::Playing { .. } | Activity::Gathering(_) => {
                 self.actions.push_back(Action::StopPlay)
             }
@@ -875,28 +909,32 @@ impl Call {
         self.verbs.clear();
         self.status = status;
         self.ended_at = Some(now);
-        self.status_callback("completed");
+        self.status_callback(ProgressEvent::Completed);
         self.actions.push_back(Action::Ended(status));
     }
 
-    fn status_callback(&mut self, event: &str) {
+    /// The number's status callback about `event` (every event is reported).
+    fn status_callback(&mut self, event: ProgressEvent) {
         let Some(url) = self.info.status_callback.clone() else {
             return;
         };
         self.sequence += 1;
         let mut params = self.base_params();
         params.push("CallbackSource", "call-progress-events");
-        params.push("StatusCallbackEvent", event);
+        params.push("StatusCallbackEvent", event.as_str());
         params.push("SequenceNumber", (self.sequence - 1).to_string());
-        if event == "completed" {
+        if event == ProgressEvent::Completed {
             let duration = match (self.answered_at, self.ended_at) {
                 (Some(answered), Some(ended)) => ended.saturating_duration_since(answered),
                 _ => Duration::ZERO,
             };
             params.push("CallDuration", duration.as_secs().to_string());
         }
-        self.actions
-            .push_back(Action::StatusCallback { url, params });
+        self.actions.push_back(Action::StatusCallback {
+            url,
+            method: WebhookMethod::Post,
+            params,
+        });
     }
 
     /// Twilio's parameters of every request about this call.

@@ -100,6 +100,61 @@ fn leg(n: u8) -> CallSid {
     CallSid::parse(&format!("CA{:032x}", n)).unwrap()
 }
 
+/// Legs started for the dial's first noun.
+fn started(legs: &[CallSid]) -> Vec<StartedLeg> {
+    legs.iter()
+        .map(|sid| StartedLeg {
+            sid: sid.clone(),
+            noun: 0,
+        })
+        .collect()
+}
+
+/// The leg progress callbacks among `actions`: (URL, method, leg, event, sequence number,
+/// status, duration).
+fn leg_callbacks(
+    actions: &[Action],
+) -> Vec<(
+    String,
+    WebhookMethod,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+)> {
+    actions
+        .iter()
+        .filter_map(|action| match action {
+            Action::StatusCallback {
+                url,
+                method,
+                params,
+            } => {
+                let get = |name| {
+                    params
+                        .get(name)
+                        .unwrap_or_else(|| panic!("{name}"))
+                        .to_owned()
+                };
+                assert_eq!(get("Direction"), "outbound-dial");
+                assert_eq!(get("ParentCallSid"), "CA0123456789abcdef0123456789abcdef");
+                assert_eq!(get("CallbackSource"), "call-progress-events");
+                Some((
+                    url.clone(),
+                    *method,
+                    get("CallSid"),
+                    get("StatusCallbackEvent"),
+                    get("SequenceNumber"),
+                    get("CallStatus"),
+                    params.get("CallDuration").map(str::to_owned),
+                ))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 #[test]
 fn the_first_request_carries_twilios_parameters() {
     let mut h = Harness::new(webhook(false));
@@ -204,7 +259,7 @@ fn dial_client_answer_on_bridge_first_answer_wins_then_continues() {
         if targets == &[twiml::Target::Client(twiml::Client::new("alice"))] && caller_id == "+15550001")
     );
     h.call
-        .handle_dial_started(h.at(1), dial, vec![leg(1), leg(2)]);
+        .handle_dial_started(h.at(1), dial, started(&[leg(1), leg(2)]));
     h.call
         .handle_leg(h.at(100), dial, &leg(1), LegEvent::Ringing);
     assert_eq!(h.actions(), [Action::Ring]);
@@ -254,7 +309,7 @@ fn dial_timeout_cancels_every_leg_and_reports_no_answer_to_the_action() {
     }));
     let dial = dial_id(&actions);
     h.call
-        .handle_dial_started(h.at(0), dial, vec![leg(1), leg(2)]);
+        .handle_dial_started(h.at(0), dial, started(&[leg(1), leg(2)]));
     h.call
         .handle_leg(h.at(10), dial, &leg(1), LegEvent::Ringing);
     assert!(h.actions().is_empty(), "an answered caller gets no 180");
@@ -286,7 +341,7 @@ fn an_offline_identity_ends_the_dial_at_once() {
         "<Response><Dial answerOnBridge=\"true\"><Client>bob</Client></Dial><Say>gone</Say></Response>",
     );
     let dial = dial_id(&actions);
-    h.call.handle_dial_started(h.at(2), dial, vec![]);
+    h.call.handle_dial_started(h.at(2), dial, started(&[]));
     let actions = h.actions();
     assert_eq!(actions[0], Action::Answer, "Say answers the caller");
     assert!(matches!(&actions[1], Action::Play { .. }));
@@ -301,7 +356,7 @@ fn every_device_rejecting_is_busy() {
     );
     let dial = dial_id(&actions);
     h.call
-        .handle_dial_started(h.at(0), dial, vec![leg(1), leg(2)]);
+        .handle_dial_started(h.at(0), dial, started(&[leg(1), leg(2)]));
     h.call.handle_leg(
         h.at(10),
         dial,
@@ -334,7 +389,8 @@ fn sip_failures_map_to_twilios_statuses() {
             "<Response><Dial action=\"/d\"><Sip>sip:bob@example.com</Sip></Dial></Response>",
         );
         let dial = dial_id(&actions);
-        h.call.handle_dial_started(h.at(0), dial, vec![leg(1)]);
+        h.call
+            .handle_dial_started(h.at(0), dial, started(&[leg(1)]));
         h.call
             .handle_leg(h.at(1), dial, &leg(1), LegEvent::Failed(failure));
         let (_, _, params) = h.fetch();
@@ -353,7 +409,7 @@ fn caller_cancel_while_ringing_cancels_every_leg() {
     );
     let dial = dial_id(&actions);
     h.call
-        .handle_dial_started(h.at(0), dial, vec![leg(1), leg(2)]);
+        .handle_dial_started(h.at(0), dial, started(&[leg(1), leg(2)]));
     h.call.handle_caller(h.at(500), CallerEvent::Cancelled);
     assert_eq!(
         h.actions(),
@@ -377,7 +433,8 @@ fn caller_bye_during_the_bridge_hangs_up_the_leg() {
         "<Response><Dial><Sip>sip:bob@example.com</Sip></Dial></Response>",
     );
     let dial = dial_id(&actions);
-    h.call.handle_dial_started(h.at(0), dial, vec![leg(7)]);
+    h.call
+        .handle_dial_started(h.at(0), dial, started(&[leg(7)]));
     h.call
         .handle_leg(h.at(10), dial, &leg(7), LegEvent::Answered);
     assert_eq!(h.actions(), [Action::StopPlay, Action::Bridge(leg(7))]);
@@ -399,7 +456,8 @@ fn time_limit_ends_the_bridge() {
         "<Response><Dial timeLimit=\"10\" action=\"/d\"><Sip>sip:b@x</Sip></Dial></Response>",
     );
     let dial = dial_id(&actions);
-    h.call.handle_dial_started(h.at(0), dial, vec![leg(1)]);
+    h.call
+        .handle_dial_started(h.at(0), dial, started(&[leg(1)]));
     h.call
         .handle_leg(h.at(1000), dial, &leg(1), LegEvent::Answered);
     h.actions();
@@ -673,7 +731,7 @@ fn status_callbacks_are_numbered_and_complete_with_the_duration() {
     let callbacks: Vec<&Params> = actions
         .iter()
         .filter_map(|a| match a {
-            Action::StatusCallback { url, params } => {
+            Action::StatusCallback { url, params, .. } => {
                 assert_eq!(url, "http://app.test/status");
                 Some(params)
             }
@@ -736,4 +794,145 @@ fn an_internal_error_fails_the_call_cleanly() {
     );
     h.call.handle_caller(h.at(1), CallerEvent::Bye);
     assert!(h.actions().is_empty(), "the end is reported once");
+}
+
+#[test]
+fn nouns_report_each_legs_progress_to_their_own_status_callback() {
+    let mut h = Harness::new(webhook(false));
+    let actions = h.document(
+        0,
+        "<Response><Dial callerId=\"+15550999\">\
+         <Client statusCallback=\"/legs\" statusCallbackEvent=\"initiated ringing answered completed\">alice</Client>\
+         <Sip statusCallback=\"http://app.test/sip\" statusCallbackMethod=\"GET\">sip:bob@example.com</Sip>\
+         <Number>+15550123</Number></Dial></Response>",
+    );
+    let dial = dial_id(&actions);
+    assert!(leg_callbacks(&actions).is_empty());
+    let legs = [(1, 0), (2, 0), (3, 1), (4, 2)].map(|(n, noun)| StartedLeg { sid: leg(n), noun });
+    h.call.handle_dial_started(h.at(1), dial, legs.to_vec());
+    let actions = h.actions();
+    let alice = "http://app.test/legs".to_owned();
+    let sip = "http://app.test/sip".to_owned();
+    let s = |n: u8| leg(n).as_str().to_owned();
+    let row =
+        |url: &String, method, n, event: &str, seq: &str, status: &str, duration: Option<&str>| {
+            (
+                url.clone(),
+                method,
+                s(n),
+                event.to_owned(),
+                seq.to_owned(),
+                status.to_owned(),
+                duration.map(str::to_owned),
+            )
+        };
+    let post = WebhookMethod::Post;
+    assert_eq!(
+        leg_callbacks(&actions),
+        [
+            row(&alice, post, 1, "initiated", "0", "initiated", None),
+            row(&alice, post, 2, "initiated", "0", "initiated", None),
+        ],
+        "the SIP noun only asked for completed, the number for nothing"
+    );
+    let Action::StatusCallback { params, .. } = &actions[0] else {
+        panic!("{actions:?}")
+    };
+    assert_eq!(
+        params.get("From"),
+        Some("+15550999"),
+        "the dial's caller ID"
+    );
+    assert_eq!(params.get("To"), Some("client:alice"));
+    h.call
+        .handle_leg(h.at(100), dial, &leg(1), LegEvent::Ringing);
+    h.call
+        .handle_leg(h.at(150), dial, &leg(1), LegEvent::Ringing);
+    assert_eq!(
+        leg_callbacks(&h.actions()),
+        [row(&alice, post, 1, "ringing", "1", "ringing", None)],
+        "ringing is reported once per leg"
+    );
+    h.call
+        .handle_leg(h.at(3000), dial, &leg(2), LegEvent::Answered);
+    let actions = h.actions();
+    assert!(actions.contains(&Action::Bridge(leg(2))));
+    assert_eq!(
+        leg_callbacks(&actions),
+        [
+            row(&alice, post, 2, "answered", "1", "in-progress", None),
+            row(&alice, post, 1, "completed", "2", "canceled", Some("0")),
+            row(
+                &sip,
+                WebhookMethod::Get,
+                3,
+                "completed",
+                "0",
+                "canceled",
+                Some("0")
+            ),
+        ]
+    );
+    // The cancelled device reports its 487: it was already reported over.
+    h.call.handle_leg(
+        h.at(3010),
+        dial,
+        &leg(1),
+        LegEvent::Failed(LegFailure::Failed),
+    );
+    assert!(leg_callbacks(&h.actions()).is_empty());
+    h.call
+        .handle_leg(h.at(8000), dial, &leg(2), LegEvent::Ended);
+    assert_eq!(
+        leg_callbacks(&h.actions()),
+        [row(
+            &alice,
+            post,
+            2,
+            "completed",
+            "2",
+            "completed",
+            Some("5")
+        )]
+    );
+}
+
+#[test]
+fn leg_callbacks_say_how_each_leg_ended() {
+    // A refused leg is busy, and the caller's BYE completes the bridged leg.
+    let mut h = Harness::new(webhook(false));
+    let actions = h.document(
+        0,
+        "<Response><Dial><Sip statusCallback=\"http://app.test/s\">sip:a@x</Sip>\
+         <Sip statusCallback=\"http://app.test/s\">sip:b@x</Sip></Dial></Response>",
+    );
+    let dial = dial_id(&actions);
+    let legs = [(1, 0), (2, 1)].map(|(n, noun)| StartedLeg { sid: leg(n), noun });
+    h.call.handle_dial_started(h.at(0), dial, legs.to_vec());
+    h.call
+        .handle_leg(h.at(5), dial, &leg(1), LegEvent::Failed(LegFailure::Busy));
+    h.call
+        .handle_leg(h.at(1000), dial, &leg(2), LegEvent::Answered);
+    h.call.handle_caller(h.at(4500), CallerEvent::Bye);
+    let ended: Vec<_> = leg_callbacks(&h.actions())
+        .into_iter()
+        .map(|(_, _, sid, event, _, status, duration)| (sid, event, status, duration))
+        .collect();
+    assert_eq!(
+        ended,
+        [
+            (
+                leg(1).as_str().to_owned(),
+                "completed".to_owned(),
+                "busy".to_owned(),
+                Some("0".to_owned())
+            ),
+            (
+                leg(2).as_str().to_owned(),
+                "completed".to_owned(),
+                "completed".to_owned(),
+                Some("3".to_owned())
+            ),
+        ]
+    );
 }

@@ -27,7 +27,7 @@ use super::leg::{self, LegCommand, LegContext, LegMedia, LegReport, LegUpdate, C
 use super::{audio, Services};
 use crate::call::{
     Action, Audio, Call, CallInfo, CallStatus, CallerEvent, DialId, Document, FetchFailure,
-    FetchId, LegFailure, PromptId, Start,
+    FetchId, LegFailure, PromptId, Start, StartedLeg,
 };
 use crate::records::{rfc3339, CallRecord, LegRecord};
 use crate::sid::CallSid;
@@ -339,13 +339,15 @@ impl CallTask {
                 self.command(&sid, LegCommand::HangUp);
             }
             Action::Bridge(sid) => self.bridge(call, sid).await,
-            Action::StatusCallback { url, mut params } => {
+            Action::StatusCallback {
+                url,
+                method,
+                mut params,
+            } => {
                 params.push("Timestamp", twilio_timestamp(SystemTime::now()));
-                self.services.webhooks.send_in_background(
-                    url,
-                    crate::config::WebhookMethod::Post,
-                    params,
-                );
+                self.services
+                    .webhooks
+                    .send_in_background(url, method, params);
             }
             Action::Ended(_) => {}
         }
@@ -426,7 +428,7 @@ impl CallTask {
         call.handle_leg(Instant::now(), report.dial, &report.sid, event);
     }
 
-    /// Starts one leg per reachable device and SIP destination; their SIDs.
+    /// Starts one leg per reachable device and SIP destination.
     async fn dial(
         &mut self,
         dial: DialId,
@@ -434,9 +436,9 @@ impl CallTask {
         caller_id: &str,
         to: &str,
         record: &mut CallRecord,
-    ) -> Vec<CallSid> {
+    ) -> Vec<StartedLeg> {
         let mut started = Vec::new();
-        for target in targets {
+        for (noun, target) in targets.iter().enumerate() {
             let destinations = self.destinations(target);
             if destinations.is_empty() {
                 tracing::info!(%target, "dial target unreachable");
@@ -510,7 +512,7 @@ impl CallTask {
                         tokio::spawn(leg::sip(context, request_uri, to, target).instrument(span));
                     }
                 }
-                started.push(sid);
+                started.push(StartedLeg { sid, noun });
             }
         }
         started

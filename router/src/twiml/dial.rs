@@ -6,14 +6,16 @@
 //! `answerOnBridge` (false). Nouns: `<Client>` (identity as text, or Twilio's newer
 //! `<Identity>` child, plus `<Parameter name value>` children: see [`Client`]), `<Sip>` (a SIP
 //! URI), `<Number>` (a phone number), or a bare number as the text of `<Dial>` itself; at most
-//! [`Dial::MAX_NOUNS`].
+//! [`Dial::MAX_NOUNS`]. Each noun may ask for progress callbacks about the calls it makes:
+//! `statusCallback`, `statusCallbackEvent` and `statusCallbackMethod` (see [`StatusCallback`]).
 
 use std::fmt;
 use std::time::Duration;
 
 use super::element::Element;
 use super::types::{
-    bad_attribute, method_attribute, seconds_attribute, url_attribute, HttpMethod, Url,
+    bad_attribute, method_attribute, seconds_attribute, url_attribute, HttpMethod, ProgressEvent,
+    Url,
 };
 use super::{TwimlError, Warning};
 
@@ -33,7 +35,91 @@ pub struct Dial {
     /// Whether the inbound call stays unanswered (relaying ringing) until a target answers.
     pub answer_on_bridge: bool,
     /// Who to ring, in document order; never empty.
-    pub targets: Vec<Target>,
+    pub nouns: Vec<Noun>,
+}
+
+/// One noun of a `<Dial>`: the party to ring and who hears how the calls to it progress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Noun {
+    /// The party.
+    pub target: Target,
+    /// Progress callbacks for each call placed to the party (one per device of a client).
+    pub status_callback: Option<StatusCallback>,
+}
+
+impl From<Target> for Noun {
+    /// A noun without status callbacks.
+    fn from(target: Target) -> Noun {
+        Noun {
+            target,
+            status_callback: None,
+        }
+    }
+}
+
+/// A noun's `statusCallback` (the URL, absolute or relative to the document), its
+/// `statusCallbackMethod` (POST by default) and its `statusCallbackEvent`: the events to report,
+/// a space-separated subset of `initiated ringing answered completed`, `completed` alone when
+/// absent (Twilio's default for `<Number>`, used for every noun). A `statusCallbackEvent` or
+/// `statusCallbackMethod` without a `statusCallback` has nothing to report to and is ignored
+/// with a warning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusCallback {
+    /// Where the callbacks go.
+    pub url: Url,
+    /// How they are requested.
+    pub method: HttpMethod,
+    /// The events reported, in the order the document names them, without repeats; never empty.
+    pub events: Vec<ProgressEvent>,
+}
+
+impl StatusCallback {
+    /// Whether `event` is reported.
+    pub fn wants(&self, event: ProgressEvent) -> bool {
+        self.events.contains(&event)
+    }
+
+    /// A noun's status callback attributes; `None` without a `statusCallback`.
+    fn from_element(
+        noun: &Element,
+        warnings: &mut Vec<Warning>,
+    ) -> Result<Option<StatusCallback>, TwimlError> {
+        let method = method_attribute(noun, "statusCallbackMethod")?;
+        let events = match noun.attribute("statusCallbackEvent") {
+            None => vec![ProgressEvent::Completed],
+            Some(value) => {
+                let mut events = Vec::new();
+                for name in value.split_ascii_whitespace() {
+                    let event = ProgressEvent::from_name(name)
+                        .ok_or_else(|| bad_attribute(noun, "statusCallbackEvent", value))?;
+                    if !events.contains(&event) {
+                        events.push(event);
+                    }
+                }
+                if events.is_empty() {
+                    return Err(bad_attribute(noun, "statusCallbackEvent", value));
+                }
+                events
+            }
+        };
+        let Some(url) = url_attribute(noun, "statusCallback")? else {
+            for attribute in ["statusCallbackEvent", "statusCallbackMethod"] {
+                if noun.attribute(attribute).is_some() {
+                    warnings.push(Warning::UnusedAttribute {
+                        element: noun.name.clone(),
+                        attribute: attribute.to_owned(),
+                        missing: "statusCallback",
+                    });
+                }
+            }
+            return Ok(None);
+        };
+        Ok(Some(StatusCallback {
+            url,
+            method,
+            events,
+        }))
+    }
 }
 
 /// A party `<Dial>` rings.
@@ -183,13 +269,13 @@ impl Dial {
             });
         }
         let bare = element.trimmed_text();
-        let targets = if element.children.is_empty() {
+        let nouns = if element.children.is_empty() {
             if bare.is_empty() {
                 return Err(TwimlError::MissingText {
                     element: element.name.clone(),
                 });
             }
-            vec![Target::Number(phone_number(element, bare)?)]
+            vec![Target::Number(phone_number(element, bare)?).into()]
         } else {
             // Mixing a bare number with nouns is ambiguous; Twilio documents one or the other.
             element.expect_no_text()?;
@@ -237,18 +323,33 @@ impl Dial {
                 Self::DEFAULT_TIME_LIMIT_SECONDS,
             )?,
             answer_on_bridge,
-            targets,
+            nouns,
         })
     }
 }
 
-fn noun(
+fn noun(dial: &Element, child: &Element, warnings: &mut Vec<Warning>) -> Result<Noun, TwimlError> {
+    // Other noun attributes (url, sendDigits, username, ...) are outside the contract.
+    child.warn_unknown_attributes(
+        &[
+            "statusCallback",
+            "statusCallbackEvent",
+            "statusCallbackMethod",
+        ],
+        warnings,
+    );
+    let target = target(dial, child, warnings)?;
+    Ok(Noun {
+        target,
+        status_callback: StatusCallback::from_element(child, warnings)?,
+    })
+}
+
+fn target(
     dial: &Element,
     child: &Element,
     warnings: &mut Vec<Warning>,
 ) -> Result<Target, TwimlError> {
-    // Noun attributes (statusCallback, sendDigits, username, ...) are outside the contract.
-    child.warn_unknown_attributes(&[], warnings);
     match child.name.as_str() {
         "Client" => Client::from_element(child, warnings).map(Target::Client),
         "Sip" => {

@@ -24,7 +24,7 @@ mod reject;
 mod say;
 mod types;
 
-pub use dial::{Client, Dial, Target};
+pub use dial::{Client, Dial, Noun, StatusCallback, Target};
 pub use error::TwimlError;
 pub use gather::{Gather, Prompt};
 pub use hangup::Hangup;
@@ -33,7 +33,7 @@ pub use play::Play;
 pub use redirect::Redirect;
 pub use reject::{Reject, RejectReason};
 pub use say::Say;
-pub use types::{HttpMethod, Loop, Url, Warning};
+pub use types::{HttpMethod, Loop, ProgressEvent, Url, Warning};
 
 use element::Element;
 

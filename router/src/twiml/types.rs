@@ -94,6 +94,43 @@ impl fmt::Display for Url {
     }
 }
 
+/// A call progress event a status callback can report (`StatusCallbackEvent`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProgressEvent {
+    /// The call was placed.
+    Initiated,
+    /// The called party is alerted.
+    Ringing,
+    /// The called party answered.
+    Answered,
+    /// The call is over, answered or not (`CallStatus` says how it ended).
+    Completed,
+}
+
+impl ProgressEvent {
+    /// The event's name in documents and callbacks.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProgressEvent::Initiated => "initiated",
+            ProgressEvent::Ringing => "ringing",
+            ProgressEvent::Answered => "answered",
+            ProgressEvent::Completed => "completed",
+        }
+    }
+
+    /// The event named `name` (exactly as Twilio spells it).
+    pub(crate) fn from_name(name: &str) -> Option<ProgressEvent> {
+        [
+            ProgressEvent::Initiated,
+            ProgressEvent::Ringing,
+            ProgressEvent::Answered,
+            ProgressEvent::Completed,
+        ]
+        .into_iter()
+        .find(|event| event.as_str() == name)
+    }
+}
+
 /// Something in the document that Tandem ignored, as Twilio does, but that the caller may
 /// want to log for the application's author.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,6 +141,15 @@ pub enum Warning {
         element: String,
         /// The attribute name.
         attribute: String,
+    },
+    /// An attribute that only means something next to another one, which is missing; ignored.
+    UnusedAttribute {
+        /// The element carrying it.
+        element: String,
+        /// The attribute name.
+        attribute: String,
+        /// The attribute it needs.
+        missing: &'static str,
     },
 }
 
@@ -116,6 +162,14 @@ impl fmt::Display for Warning {
                     "ignored unknown attribute {attribute} on <{element}>"
                 )
             }
+            Warning::UnusedAttribute {
+                element,
+                attribute,
+                missing,
+            } => write!(
+                formatter,
+                "ignored attribute {attribute} on <{element}>: it needs {missing}"
+            ),
         }
     }
 }
