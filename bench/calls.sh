@@ -22,8 +22,10 @@
 #   past the 32 s transaction timers, and 0 for ramp steps), TANDEM_PORT (7060), UAS_PORT
 #   (7070), UAC_PORT (7080), WEBHOOK_PORT (7090), HTTP_PORT (7088), RTP_PORTS (10000-59999),
 #   SLOWEST (with --capture: list that many of the slowest calls by arrival time),
-#   CARGO_TARGET_DIR (where the release binaries are built; default target/), KEEP (set: keep the
-#   temporary directory with every log, statistics file, capture and profile, and name it).
+#   CARGO_TARGET_DIR (where the release binaries are built; default target/), TANDEM_BIN (run
+#   this tandem binary instead of the one built from the work tree: A/B comparisons), KEEP (set:
+#   keep the temporary directory with every log, statistics file, capture and profile, and name
+#   it).
 #
 # Each step prints one line of key=value figures: calls attempted/successful/failed,
 # retransmissions, SIPp's response times INVITE→180 (rtd 1) and INVITE→200 (rtd 2) p50/p99,
@@ -87,10 +89,12 @@ echo "limits: ulimit -n $fd_limit (one call holds 4 RTP sockets in Tandem: ~$((f
   "at once, ~$((fd_limit * 1000 / 4 / (call_ms + 100))) calls/s of ${call_ms} ms); rtp_ports=$rtp_ports;" \
   "rmem_max=$(cat /proc/sys/net/core/rmem_max); load:$(uptime | sed 's/.*load average//')"
 
-cargo build --release --quiet -p tandem --bin tandem
+[ -n "${TANDEM_BIN:-}" ] || cargo build --release --quiet -p tandem --bin tandem
 cargo build --release --quiet -p webhook
 target_dir=${CARGO_TARGET_DIR:-target}
 case "$target_dir" in /*) ;; *) target_dir="$repo/$target_dir" ;; esac
+tandem_bin=${TANDEM_BIN:-$target_dir/release/tandem}
+[ -x "$tandem_bin" ] || { echo "error: no tandem binary at $tandem_bin" >&2; exit 64; }
 
 work=$(mktemp -d)
 pids=()
@@ -170,7 +174,7 @@ allow = ["127.0.0.1/32"]
 [log]
 format = "json"
 TOML
-  RUST_LOG=warn "$target_dir/release/tandem" serve --config "$dir/tandem.toml" >"$dir/tandem.log" 2>&1 &
+  RUST_LOG=warn "$tandem_bin" serve --config "$dir/tandem.toml" >"$dir/tandem.log" 2>&1 &
   local tandem_pid=$!
   pids+=("$tandem_pid")
   wait_http "http://127.0.0.1:$http_port/healthz" || { echo "error: tandem did not start" >&2; cat "$dir/tandem.log" >&2; return 1; }
