@@ -77,7 +77,8 @@ impl ServerTransaction {
     fn is_terminated(&self) -> bool {
         delegate!(self, t => t.is_terminated())
     }
-    fn request(&self) -> &Request {
+    /// The request, until the final response (see the transactions' `request`).
+    fn request(&self) -> Option<&Request> {
         delegate!(self, t => t.request())
     }
 }
@@ -513,12 +514,16 @@ impl Core {
         let Some(entry) = self.servers.get(key) else {
             return;
         };
+        // A new transaction: no response has been sent yet.
+        let Some(request) = entry.transaction.request() else {
+            return;
+        };
         let tag = entry.local_tag.clone().unwrap_or_else(Tag::random);
-        if let Some(response) = simple_answer(entry.transaction.request(), &tag) {
+        if let Some(response) = simple_answer(request, &tag) {
             self.respond_in(now, key, response);
             return;
         }
-        match entry.transaction.request().method {
+        match request.method {
             Method::Invite => self.handle_invite(now, key, from),
             Method::Cancel => self.handle_cancel(now, key),
             Method::Register => self.handle_register(now, key, from),
@@ -528,10 +533,9 @@ impl Core {
     }
 
     fn handle_invite(&mut self, now: Instant, key: &Key, from: &Received) {
-        let Some(entry) = self.servers.get(key) else {
+        let Some(request) = self.servers.get(key).and_then(|e| e.transaction.request()) else {
             return;
         };
-        let request = entry.transaction.request();
         if request.headers.to.tag().is_some() {
             // A re-INVITE: it belongs to a dialog.
             self.route_in_dialog(now, key);
@@ -562,14 +566,16 @@ impl Core {
         let Some(entry) = self.servers.get_mut(key) else {
             return;
         };
-        let Some(origin) = entry.origin.clone() else {
-            // Admission gives every out-of-dialog INVITE an origin; nothing else gets here.
+        let (Some(origin), Some(request)) = (entry.origin.clone(), entry.transaction.request())
+        else {
+            // Admission gives every out-of-dialog INVITE an origin; nothing else gets here,
+            // and only unanswered.
             return;
         };
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let local_tag = entry.local_tag.clone().unwrap_or_else(Tag::random);
         let call = IncomingCall {
-            request: entry.transaction.request().clone(),
+            request: request.clone(),
             source: from.source,
             origin,
             local_tag,
@@ -709,7 +715,9 @@ impl Core {
         let Some(Origin::User(user)) = entry.origin.clone() else {
             return;
         };
-        let request = entry.transaction.request();
+        let Some(request) = entry.transaction.request() else {
+            return;
+        };
         // RFC 3261 §10.3 step 6: an authenticated user may only change its own bindings.
         if request.headers.to.uri.user() != Some(user.as_str()) {
             self.reply(now, key, StatusCode::FORBIDDEN, |r| {
@@ -731,7 +739,7 @@ impl Core {
         let invite_key = self
             .servers
             .get(key)
-            .and_then(|e| Key::invite_for_cancel(e.transaction.request()))
+            .and_then(|e| e.transaction.request().and_then(Key::invite_for_cancel))
             .filter(|k| self.servers.contains_key(k));
         let Some(invite_key) = invite_key else {
             // §9.2: no matching transaction.
@@ -748,11 +756,11 @@ impl Core {
         if !matches!(&invite.transaction, ServerTransaction::Invite(t) if t.is_proceeding()) {
             return;
         }
-        let tag = invite.local_tag.clone();
-        let terminated = invite
-            .transaction
-            .request()
-            .response(StatusCode::REQUEST_TERMINATED, tag.as_ref());
+        let Some(request) = invite.transaction.request() else {
+            return;
+        };
+        let terminated =
+            request.response(StatusCode::REQUEST_TERMINATED, invite.local_tag.as_ref());
         invite.transaction.send_response(terminated, now);
         if let Some(call) = invite.call.take() {
             let _ = call.send(CallEvent::Cancelled);
@@ -767,7 +775,9 @@ impl Core {
         let Some(entry) = self.servers.get_mut(key) else {
             return;
         };
-        let request = entry.transaction.request();
+        let Some(request) = entry.transaction.request() else {
+            return;
+        };
         let route = dialog_key(&request.headers).and_then(|d| self.dialogs.get(&d));
         match route {
             Some(route) if !route.call.is_closed() => {
@@ -807,7 +817,7 @@ impl Core {
         }) = self.servers.get_mut(&invite).map(|entry| &mut **entry)
         {
             // Only the ACK of this INVITE (same CSeq number) stops its 2xx retransmissions.
-            if t.request().headers.cseq.seq == cseq {
+            if t.cseq() == cseq {
                 t.handle_ack(now);
             }
         }
@@ -837,8 +847,12 @@ impl Core {
         let Some(entry) = self.servers.get(key) else {
             return;
         };
+        let Some(request) = entry.transaction.request() else {
+            // A final response went out already; the transaction would discard another.
+            return;
+        };
         let tag = entry.local_tag.clone().unwrap_or_else(Tag::random);
-        let response = edit(entry.transaction.request().response(status, Some(&tag)));
+        let response = edit(request.response(status, Some(&tag)));
         self.respond_in(now, key, response);
     }
 

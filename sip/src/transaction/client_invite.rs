@@ -11,8 +11,10 @@ use crate::message::{CSeq, Headers, Method, Request, Response};
 /// response (and, after a 2xx, every further 2xx) to the TU.
 #[derive(Debug)]
 pub struct ClientInvite {
-    request: Request,
-    /// The INVITE on the wire, kept for retransmissions.
+    /// The INVITE, until its final response (the ACK for a 3xx–6xx is built from it): a
+    /// transaction lingering for Timer D or M keeps only that ACK.
+    request: Option<Box<Request>>,
+    /// The INVITE on the wire, kept for retransmissions until a response stops them.
     request_bytes: Bytes,
     /// The ACK for a 3xx–6xx, built once and re-sent for each retransmitted final response.
     ack: Option<Bytes>,
@@ -101,7 +103,7 @@ impl ClientInvite {
     pub fn new(request: Request, reliable: bool, timers: Timers, now: Instant) -> Self {
         let request_bytes = Bytes::from(request.to_bytes());
         let mut transaction = ClientInvite {
-            request,
+            request: Some(Box::new(request)),
             request_bytes: request_bytes.clone(),
             ack: None,
             reliable,
@@ -124,9 +126,9 @@ impl ClientInvite {
         transaction
     }
 
-    /// The INVITE this transaction sends.
-    pub fn request(&self) -> &Request {
-        &self.request
+    /// The INVITE this transaction sends; `None` once its final response arrived.
+    pub fn request(&self) -> Option<&Request> {
+        self.request.as_deref()
     }
 
     /// Feeds a response that matched this transaction ([`super::Key::client_for_response`]).
@@ -151,15 +153,19 @@ impl ClientInvite {
                     self.table
                         .set(Timer::M, now + self.timers.transaction_timeout());
                     self.state = State::Accepted;
+                    self.release_request();
                     self.events.push(Event::Response(response));
                 } else {
                     // RFC 3261 §17.1.1.2: a 3xx-6xx is ACKed by the transaction, passed up, and
                     // the transaction waits Timer D for retransmissions of it.
                     self.table.stop_all();
-                    let ack = Bytes::from(self.ack_for(&response).to_bytes());
-                    self.transmits.push(ack.clone());
-                    self.ack = Some(ack);
+                    if let Some(ack) = self.ack_for(&response) {
+                        let ack = Bytes::from(ack.to_bytes());
+                        self.transmits.push(ack.clone());
+                        self.ack = Some(ack);
+                    }
                     self.state = State::Completed;
+                    self.release_request();
                     self.events.push(Event::Response(response));
                     let linger = self.timers.timer_d(self.reliable);
                     if linger.is_zero() {
@@ -242,9 +248,17 @@ impl ClientInvite {
         self.events.push(Event::Terminated);
     }
 
-    /// The ACK for a 3xx-6xx response, built as RFC 3261 §17.1.1.3 says.
-    fn ack_for(&self, response: &Response) -> Request {
-        let invite = &self.request.headers;
+    /// After the final response nothing re-sends the INVITE or builds from it.
+    fn release_request(&mut self) {
+        self.request = None;
+        self.request_bytes = Bytes::new();
+    }
+
+    /// The ACK for a 3xx-6xx response, built as RFC 3261 §17.1.1.3 says (from the INVITE,
+    /// which is kept until the first final response).
+    fn ack_for(&self, response: &Response) -> Option<Request> {
+        let request = self.request.as_deref()?;
+        let invite = &request.headers;
         // Same Call-ID, From and CSeq number; To from the response (it carries the server's
         // tag); CSeq method ACK.
         let mut headers = Headers::new(
@@ -265,12 +279,12 @@ impl ClientInvite {
         // §8.1.1.6: every request carries Max-Forwards; the INVITE's value is the one the path
         // already accepted.
         headers.max_forwards = Some(invite.max_forwards.unwrap_or(70));
-        Request {
+        Some(Request {
             method: Method::Ack,
-            uri: self.request.uri.clone(),
+            uri: request.uri.clone(),
             headers,
             body: Bytes::new(),
-        }
+        })
     }
 }
 

@@ -5,14 +5,18 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::{Event, Queue, TimerName, TimerTable, Timers};
-use crate::message::{Request, Response};
+use crate::message::{Method, Request, Response};
 
 /// Sends a non-INVITE request (BYE, CANCEL, OPTIONS, REGISTER, ...), retransmits it over UDP and
 /// passes its provisional and final responses to the TU.
 #[derive(Debug)]
 pub struct ClientNonInvite {
-    request: Request,
-    /// The request on the wire, kept for retransmissions.
+    /// The request, until its final response: a transaction lingering for Timer K keeps
+    /// nothing of it but its method.
+    request: Option<Box<Request>>,
+    /// The request's method, which its responses carry in their CSeq.
+    method: Method,
+    /// The request on the wire, kept for retransmissions until the final response.
     request_bytes: Bytes,
     reliable: bool,
     timers: Timers,
@@ -99,7 +103,8 @@ impl ClientNonInvite {
     pub fn new(request: Request, reliable: bool, timers: Timers, now: Instant) -> Self {
         let request_bytes = Bytes::from(request.to_bytes());
         let mut transaction = ClientNonInvite {
-            request,
+            method: request.method.clone(),
+            request: Some(Box::new(request)),
             request_bytes: request_bytes.clone(),
             reliable,
             timers,
@@ -121,14 +126,14 @@ impl ClientNonInvite {
         transaction
     }
 
-    /// The request this transaction sends.
-    pub fn request(&self) -> &Request {
-        &self.request
+    /// The request this transaction sends; `None` once its final response arrived.
+    pub fn request(&self) -> Option<&Request> {
+        self.request.as_deref()
     }
 
     /// Feeds a response that matched this transaction ([`super::Key::client_for_response`]).
     pub fn handle_response(&mut self, response: Response, now: Instant) {
-        if response.headers.cseq.method != self.request.headers.cseq.method {
+        if response.headers.cseq.method != self.method {
             return;
         }
         match self.state {
@@ -143,6 +148,8 @@ impl ClientNonInvite {
                     // retransmissions (T4 over UDP, zero over reliable transports).
                     self.table.stop_all();
                     self.state = State::Completed;
+                    self.request = None;
+                    self.request_bytes = Bytes::new();
                     self.events.push(Event::Response(response));
                     let linger = self.timers.t4_unless_reliable(self.reliable);
                     if linger.is_zero() {

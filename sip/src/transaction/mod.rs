@@ -162,7 +162,13 @@ impl<T> Queue<T> {
     }
 
     fn pop(&mut self) -> Option<T> {
-        self.0.pop_front()
+        let item = self.0.pop_front();
+        if item.is_none() && self.0.capacity() > 0 {
+            // Drained: the buffer goes back, so a transaction lingering for its timers holds no
+            // queue memory (an event can hold a whole response: a 4-slot buffer is 2.4 KB).
+            self.0 = VecDeque::new();
+        }
+        item
     }
 }
 

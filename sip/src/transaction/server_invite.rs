@@ -11,7 +11,11 @@ use crate::message::{Method, Request, Response, StatusCode};
 /// retransmitted INVITEs, retransmits final responses over UDP and waits for their ACK.
 #[derive(Debug)]
 pub struct ServerInvite {
-    request: Request,
+    /// The INVITE, until the final response: a transaction lingering for Timer L or I keeps
+    /// only what it re-sends.
+    request: Option<Box<Request>>,
+    /// The INVITE's CSeq number, which the ACK for a 2xx must carry.
+    cseq: u32,
     reliable: bool,
     timers: Timers,
     state: State,
@@ -106,7 +110,8 @@ impl ServerInvite {
     pub fn new(request: Request, reliable: bool, timers: Timers, _now: Instant) -> Self {
         let trying = Bytes::from(request.response(StatusCode::TRYING, None).to_bytes());
         let mut transaction = ServerInvite {
-            request,
+            cseq: request.headers.cseq.seq,
+            request: Some(Box::new(request)),
             reliable,
             timers,
             state: State::Proceeding,
@@ -121,9 +126,14 @@ impl ServerInvite {
         transaction
     }
 
-    /// The INVITE this transaction answers.
-    pub fn request(&self) -> &Request {
-        &self.request
+    /// The INVITE this transaction answers; `None` once the final response was sent.
+    pub fn request(&self) -> Option<&Request> {
+        self.request.as_deref()
+    }
+
+    /// The INVITE's CSeq number.
+    pub fn cseq(&self) -> u32 {
+        self.cseq
     }
 
     /// Whether no final response was sent yet: a CANCEL still has an effect (RFC 3261 §9.2), so
@@ -181,6 +191,7 @@ impl ServerInvite {
                 self.transmits.push(bytes.clone());
                 self.last_response = bytes;
                 self.state = State::Accepted;
+                self.request = None;
                 self.table
                     .set(Timer::L, now + self.timers.transaction_timeout());
                 // RFC 3261 §13.3.1.4: the 2xx is retransmitted at T1 doubling up to T2 until the
@@ -196,6 +207,7 @@ impl ServerInvite {
                 self.transmits.push(bytes.clone());
                 self.last_response = bytes;
                 self.state = State::Completed;
+                self.request = None;
                 if !self.reliable {
                     self.retransmit_interval = self.timers.t1;
                     self.table.set(Timer::G, now + self.timers.t1);

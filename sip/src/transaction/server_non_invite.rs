@@ -11,7 +11,9 @@ use crate::message::{Request, Response};
 /// each retransmitted request.
 #[derive(Debug)]
 pub struct ServerNonInvite {
-    request: Request,
+    /// The request, until the final response: a transaction lingering for Timer J keeps only
+    /// the response it repeats.
+    request: Option<Box<Request>>,
     reliable: bool,
     timers: Timers,
     state: State,
@@ -92,7 +94,7 @@ impl ServerNonInvite {
     /// responds.
     pub fn new(request: Request, reliable: bool, timers: Timers, _now: Instant) -> Self {
         ServerNonInvite {
-            request,
+            request: Some(Box::new(request)),
             reliable,
             timers,
             state: State::Trying,
@@ -103,9 +105,9 @@ impl ServerNonInvite {
         }
     }
 
-    /// The request this transaction answers.
-    pub fn request(&self) -> &Request {
-        &self.request
+    /// The request this transaction answers; `None` once the final response was sent.
+    pub fn request(&self) -> Option<&Request> {
+        self.request.as_deref()
     }
 
     /// Feeds a retransmission of the request ([`super::Key::server`] matched).
@@ -136,6 +138,7 @@ impl ServerNonInvite {
         // RFC 3261 §17.2.2: Timer J (64*T1 over UDP, zero over reliable transports) absorbs
         // retransmitted requests.
         self.state = State::Completed;
+        self.request = None;
         if self.reliable {
             self.terminate();
         } else {

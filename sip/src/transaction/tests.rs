@@ -19,13 +19,13 @@ trait Machine {
 
 trait Client: Machine {
     fn create(request: Request, reliable: bool, timers: Timers, now: Instant) -> Self;
-    fn request(&self) -> &Request;
+    fn request(&self) -> Option<&Request>;
     fn handle_response(&mut self, response: Response, now: Instant);
 }
 
 trait Server: Machine {
     fn create(request: Request, reliable: bool, timers: Timers, now: Instant) -> Self;
-    fn request(&self) -> &Request;
+    fn request(&self) -> Option<&Request>;
     fn handle_request(&mut self, request: Request, now: Instant);
     fn send_response(&mut self, response: Response, now: Instant);
     /// The TU saw the ACK for a 2xx (INVITE only).
@@ -51,7 +51,7 @@ macro_rules! client {
             fn create(request: Request, reliable: bool, timers: Timers, now: Instant) -> Self {
                 <$ty>::new(request, reliable, timers, now)
             }
-            fn request(&self) -> &Request { <$ty>::request(self) }
+            fn request(&self) -> Option<&Request> { <$ty>::request(self) }
             fn handle_response(&mut self, response: Response, now: Instant) {
                 <$ty>::handle_response(self, response, now)
             }
@@ -64,7 +64,7 @@ impl Server for ServerInvite {
     fn create(request: Request, reliable: bool, timers: Timers, now: Instant) -> Self {
         ServerInvite::new(request, reliable, timers, now)
     }
-    fn request(&self) -> &Request {
+    fn request(&self) -> Option<&Request> {
         ServerInvite::request(self)
     }
     fn handle_request(&mut self, request: Request, now: Instant) {
@@ -82,7 +82,7 @@ impl Server for ServerNonInvite {
     fn create(request: Request, reliable: bool, timers: Timers, now: Instant) -> Self {
         ServerNonInvite::new(request, reliable, timers, now)
     }
-    fn request(&self) -> &Request {
+    fn request(&self) -> Option<&Request> {
         ServerNonInvite::request(self)
     }
     fn handle_request(&mut self, request: Request, now: Instant) {
@@ -124,8 +124,13 @@ struct Sim<C, S> {
     reliable: bool,
     timers: Timers,
     client: C,
+    /// The client TU's copy of its request (the transaction lets go of its own at the final
+    /// response).
+    request: Request,
     client_key: Key,
     server: Option<S>,
+    /// The server TU's copy of the request that created the server transaction.
+    server_request: Option<Request>,
     server_key: Option<Key>,
     link_drops: DropPattern,
     wire: Vec<Packet>,
@@ -150,9 +155,11 @@ impl<C: Client, S: Server> Sim<C, S> {
             now: start,
             reliable,
             timers,
-            client: C::create(request, reliable, timers, start),
+            client: C::create(request.clone(), reliable, timers, start),
+            request,
             client_key,
             server: None,
+            server_request: None,
             server_key: None,
             link_drops,
             wire: Vec::new(),
@@ -180,11 +187,17 @@ impl<C: Client, S: Server> Sim<C, S> {
             }
             while let Some(event) = self.client.poll_event() {
                 if let Event::Response(response) = &event {
+                    if response.status.is_final() {
+                        assert!(
+                            self.client.request().is_none(),
+                            "a final response releases the client transaction's request"
+                        );
+                    }
                     if self.client_acks_2xx
                         && response.status.is_success()
                         && response.headers.cseq.method == Method::Invite
                     {
-                        let ack = ack_for_2xx(self.client.request(), response);
+                        let ack = ack_for_2xx(&self.request, response);
                         outgoing.push((Side::Client, Bytes::from(ack.to_bytes())));
                     }
                 }
@@ -241,6 +254,7 @@ impl<C: Client, S: Server> Sim<C, S> {
         match &mut self.server {
             None => {
                 self.server_key = key;
+                self.server_request = Some(request.clone());
                 self.server = Some(S::create(request, self.reliable, self.timers, self.now));
                 self.server_tu_requests.push(self.now - self.start);
             }
@@ -287,10 +301,18 @@ impl<C: Client, S: Server> Sim<C, S> {
             .server
             .as_mut()
             .expect("the request reached the server");
-        let response = server
-            .request()
+        let response = self
+            .server_request
+            .as_ref()
+            .expect("the server TU keeps the request")
             .response(status, Some(&Tag::new("server-tag")));
         server.send_response(response, self.now);
+        if status.is_final() {
+            assert!(
+                server.request().is_none(),
+                "a final response releases the server transaction's request"
+            );
+        }
         self.pump();
     }
 
@@ -657,7 +679,7 @@ fn retransmitted_invite_is_absorbed_and_the_last_provisional_re_sent() {
 
     sim.respond(secs(1.0), StatusCode::RINGING);
     // A late duplicate of the INVITE: the server re-sends its last provisional, the 180.
-    let duplicate = Bytes::from(sim.client.request().to_bytes());
+    let duplicate = Bytes::from(sim.request.to_bytes());
     sim.duplicate_at(secs(2.0), Side::Client, duplicate);
     assert_eq!(sim.sent(Side::Server, "180"), ms(&[1000, 2000]));
 
@@ -750,7 +772,7 @@ fn two_hundred_is_retransmitted_until_the_tu_reports_the_ack() {
     assert!(!sim.server().is_proceeding());
 
     // A retransmitted INVITE in Accepted is absorbed: no response re-sent (RFC 6026 §7.1).
-    let duplicate = Bytes::from(sim.client.request().to_bytes());
+    let duplicate = Bytes::from(sim.request.to_bytes());
     sim.duplicate_at(secs(1.2), Side::Client, duplicate);
     sim.run_until(secs(100.0));
 
@@ -826,6 +848,8 @@ struct CancelRace {
     server_invite: ServerInvite,
     client_cancel: ClientNonInvite,
     cancel: Request,
+    /// The INVITE as the server received it (the server TU's copy).
+    invite: Request,
 }
 
 impl CancelRace {
@@ -834,6 +858,7 @@ impl CancelRace {
         let timers = Timers::default();
         let mut client_invite = ClientInvite::new(invite("UDP"), false, timers, start);
         let arrived = request_of(client_invite.poll_transmit()).expect("the INVITE");
+        let invite = arrived.clone();
         let mut server_invite = ServerInvite::new(arrived, false, timers, start);
         let trying = response_of(server_invite.poll_transmit()).expect("100 Trying");
         client_invite.handle_response(trying, start);
@@ -841,7 +866,7 @@ impl CancelRace {
             matches!(client_invite.poll_event(), Some(Event::Response(r)) if r.status == StatusCode::TRYING)
         );
 
-        let cancel = cancel_for(client_invite.request());
+        let cancel = cancel_for(client_invite.request().expect("no final response yet"));
         let client_cancel = ClientNonInvite::new(cancel.clone(), false, timers, start);
         CancelRace {
             start,
@@ -849,6 +874,7 @@ impl CancelRace {
             server_invite,
             client_cancel,
             cancel,
+            invite,
         }
     }
 }
@@ -860,8 +886,7 @@ fn cancel_racing_a_200_does_not_produce_a_487() {
 
     // The server TU answers 200 just before the CANCEL arrives.
     let ok = race
-        .server_invite
-        .request()
+        .invite
         .response(StatusCode::OK, Some(&Tag::new("callee")));
     race.server_invite.send_response(ok, at);
     let ok_on_wire = race.server_invite.poll_transmit();
@@ -869,7 +894,7 @@ fn cancel_racing_a_200_does_not_produce_a_487() {
     // The CANCEL arrives: it has its own key, and invite_for_cancel finds the INVITE's.
     let cancel = request_of(race.client_cancel.poll_transmit()).expect("the CANCEL");
     assert_eq!(cancel, race.cancel);
-    let invite_key = Key::server(race.server_invite.request());
+    let invite_key = Key::server(&race.invite);
     assert_ne!(Key::server(&cancel), invite_key);
     assert_eq!(Key::invite_for_cancel(&cancel), invite_key);
 
@@ -882,8 +907,7 @@ fn cancel_racing_a_200_does_not_produce_a_487() {
     let cancel_ok_on_wire = server_cancel.poll_transmit();
     // Had the TU tried a 487 anyway, the INVITE transaction would discard it.
     let late_487 = race
-        .server_invite
-        .request()
+        .invite
         .response(StatusCode::REQUEST_TERMINATED, Some(&Tag::new("callee")));
     race.server_invite.send_response(late_487, at);
     assert_eq!(race.server_invite.poll_transmit(), None);
@@ -893,15 +917,15 @@ fn cancel_racing_a_200_does_not_produce_a_487() {
     let invite_ok = response_of(ok_on_wire).expect("200 for INVITE");
     assert_eq!(
         Key::client_for_response(&cancel_ok),
-        Key::client(race.client_cancel.request())
+        Key::client(&race.cancel)
     );
     assert_eq!(
         Key::client_for_response(&invite_ok),
-        Key::client(race.client_invite.request())
+        Key::client(race.client_invite.request().expect("only a 100 so far"))
     );
     assert_ne!(
         Key::client_for_response(&cancel_ok),
-        Key::client(race.client_invite.request())
+        Key::client(race.client_invite.request().expect("only a 100 so far"))
     );
     race.client_cancel.handle_response(cancel_ok, at);
     assert!(
@@ -941,8 +965,7 @@ fn cancel_while_proceeding_lets_the_invite_end_with_487() {
         at,
     );
     let terminated = race
-        .server_invite
-        .request()
+        .invite
         .response(StatusCode::REQUEST_TERMINATED, Some(&Tag::new("callee")));
     race.server_invite.send_response(terminated, at);
     assert!(!race.server_invite.is_proceeding());
@@ -958,7 +981,7 @@ fn cancel_while_proceeding_lets_the_invite_end_with_487() {
     // The transaction ACKs the 487 itself, and that ACK confirms the INVITE server transaction.
     let ack = request_of(race.client_invite.poll_transmit()).expect("ACK for 487");
     assert_eq!(ack.method, Method::Ack);
-    assert_eq!(Key::server(&ack), Key::server(race.server_invite.request()));
+    assert_eq!(Key::server(&ack), Key::server(&race.invite));
     race.server_invite.handle_request(ack, at);
     assert_eq!(
         race.server_invite.poll_timeout(),
