@@ -989,7 +989,7 @@ impl Core {
                             });
                         }
                     }
-                    Some(ClientEvent::Response(Box::new(r)))
+                    Some(ClientEvent::Response(r))
                 }
                 Event::Timeout => Some(ClientEvent::Timeout),
                 Event::TransportError => Some(ClientEvent::TransportError),

@@ -145,7 +145,7 @@ impl ClientInvite {
                     self.table.stop(Timer::A);
                     self.table.stop(Timer::B);
                     self.state = State::Proceeding;
-                    self.events.push(Event::Response(response));
+                    self.events.push(Event::Response(Box::new(response)));
                 } else if status.is_success() {
                     // RFC 6026 §7.2: a 2xx moves to Accepted, where retransmitted 2xx and 2xx
                     // from other forks reach the TU until Timer M.
@@ -154,7 +154,7 @@ impl ClientInvite {
                         .set(Timer::M, now + self.timers.transaction_timeout());
                     self.state = State::Accepted;
                     self.release_request();
-                    self.events.push(Event::Response(response));
+                    self.events.push(Event::Response(Box::new(response)));
                 } else {
                     // RFC 3261 §17.1.1.2: a 3xx-6xx is ACKed by the transaction, passed up, and
                     // the transaction waits Timer D for retransmissions of it.
@@ -166,7 +166,7 @@ impl ClientInvite {
                     }
                     self.state = State::Completed;
                     self.release_request();
-                    self.events.push(Event::Response(response));
+                    self.events.push(Event::Response(Box::new(response)));
                     let linger = self.timers.timer_d(self.reliable);
                     if linger.is_zero() {
                         self.terminate();
@@ -187,7 +187,7 @@ impl ClientInvite {
             State::Accepted => {
                 // RFC 6026 §7.2: every 2xx goes to the TU, which ACKs it (§13.2.2.4).
                 if status.is_success() {
-                    self.events.push(Event::Response(response));
+                    self.events.push(Event::Response(Box::new(response)));
                 }
             }
             State::Terminated => {}
@@ -343,7 +343,10 @@ mod tests {
         assert!(ack.body.is_empty());
         assert_eq!(ack.headers.get("Content-Type"), None);
 
-        assert_eq!(transaction.poll_event(), Some(Event::Response(busy)));
+        assert_eq!(
+            transaction.poll_event(),
+            Some(Event::Response(Box::new(busy)))
+        );
         assert_eq!(transaction.poll_event(), None);
         assert!(!transaction.is_terminated());
     }

@@ -142,7 +142,7 @@ impl ClientNonInvite {
                     // RFC 3261 §17.1.2.2: Timer E keeps running; from its next firing on it is
                     // reset to T2 (see handle_timeout).
                     self.state = State::Proceeding;
-                    self.events.push(Event::Response(response));
+                    self.events.push(Event::Response(Box::new(response)));
                 } else {
                     // RFC 3261 §17.1.2.2: a final response goes to the TU; Timer K absorbs its
                     // retransmissions (T4 over UDP, zero over reliable transports).
@@ -150,7 +150,7 @@ impl ClientNonInvite {
                     self.state = State::Completed;
                     self.request = None;
                     self.request_bytes = Bytes::new();
-                    self.events.push(Event::Response(response));
+                    self.events.push(Event::Response(Box::new(response)));
                     let linger = self.timers.t4_unless_reliable(self.reliable);
                     if linger.is_zero() {
                         self.terminate();
@@ -257,7 +257,10 @@ mod tests {
         let at = start + Duration::from_millis(200);
         transaction.handle_response(ok.clone(), at);
         transaction.handle_response(ok.clone(), at);
-        assert_eq!(transaction.poll_event(), Some(Event::Response(ok)));
+        assert_eq!(
+            transaction.poll_event(),
+            Some(Event::Response(Box::new(ok)))
+        );
         assert_eq!(transaction.poll_event(), None);
         assert_eq!(
             transaction.poll_timeout(),

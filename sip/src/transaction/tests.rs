@@ -936,7 +936,7 @@ fn cancel_racing_a_200_does_not_produce_a_487() {
     race.client_invite.handle_response(invite_ok.clone(), at);
     assert_eq!(
         race.client_invite.poll_event(),
-        Some(Event::Response(invite_ok))
+        Some(Event::Response(Box::new(invite_ok)))
     );
     assert_eq!(
         race.client_invite.poll_transmit(),
