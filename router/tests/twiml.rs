@@ -283,7 +283,7 @@ fn dial_client_parameters_in_document_order_per_client() {
             .collect()
     };
     assert_eq!(
-        targets(&dial),
+        targets(dial),
         vec![
             Target::Client(Client {
                 identity: "alice".into(),

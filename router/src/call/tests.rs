@@ -110,11 +110,8 @@ fn started(legs: &[CallSid]) -> Vec<StartedLeg> {
         .collect()
 }
 
-/// The leg progress callbacks among `actions`: (URL, method, leg, event, sequence number,
-/// status, duration).
-fn leg_callbacks(
-    actions: &[Action],
-) -> Vec<(
+/// One leg progress callback: (URL, method, leg, event, sequence number, status, duration).
+type LegCallback = (
     String,
     WebhookMethod,
     String,
@@ -122,7 +119,10 @@ fn leg_callbacks(
     String,
     String,
     Option<String>,
-)> {
+);
+
+/// The leg progress callbacks among `actions`.
+fn leg_callbacks(actions: &[Action]) -> Vec<LegCallback> {
     actions
         .iter()
         .filter_map(|action| match action {
