@@ -69,6 +69,17 @@ fn sipp(tandem: &Tandem, name: &str, transport: &str, service: &str, extra: &[&s
 #[test]
 fn serve_runs_on_embedded_defaults_and_stops_cleanly() {
     let mut tandem = Tandem::start_with_embedded_defaults();
+    // The binary turns transparent huge pages off for itself (see src/main.rs): with them, its
+    // allocator's page faults doubled the post-dial delay's tail.
+    #[cfg(target_os = "linux")]
+    {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", tandem.child.id()))
+            .expect("the child's /proc status");
+        assert!(
+            status.lines().any(|line| line == "THP_enabled:\t0"),
+            "transparent huge pages are still on for tandem serve:\n{status}"
+        );
+    }
     sipp(&tandem, "options.xml", "u1", "+15550100", &[]);
     sipp(&tandem, "options.xml", "t1", "+15550100", &[]);
     tandem.signal("TERM");
