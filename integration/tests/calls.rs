@@ -582,6 +582,77 @@ async fn dial_sip_bridges_to_a_sip_user_agent() {
     assert_signed(&hook);
 }
 
+/// Packets of `byte` received so far.
+fn count_pattern(rtp: &RtpEndpoint, byte: u8) -> usize {
+    rtp.received()
+        .iter()
+        .filter(|p| !p.payload.is_empty() && p.payload.iter().all(|&b| b == byte))
+        .count()
+}
+
+#[tokio::test]
+async fn a_caller_on_hold_is_sent_no_media_until_it_resumes() {
+    let callee_rtp = RtpEndpoint::bind().await;
+    let callee = {
+        let rtp_addr = callee_rtp.addr();
+        Phone::listen(Answer::After(Duration::from_millis(10)), move |offer| {
+            integration::rtp::sdp_answer_for(rtp_addr, offer)
+        })
+        .await
+    };
+    let hook = webhook().await;
+    hook.respond(
+        "/voice",
+        format!(
+            "<Response><Dial><Sip>{}</Sip></Dial></Response>",
+            callee.uri("bob")
+        ),
+    );
+    let tandem = tandem_for(&hook).await;
+    let phone = Phone::bind().await;
+    let caller_rtp = RtpEndpoint::bind().await;
+    let call = phone
+        .call(tandem.sip_udp(), "+15550100", &caller_rtp.sdp_offer())
+        .await;
+    let incoming = callee.wait_invite(WAIT).await;
+    call.wait_status(200, WAIT).await;
+    incoming.wait_ack(WAIT).await;
+    let (tandem_for_caller, _) = parse_sdp_audio(&call.remote_sdp().unwrap());
+    let (tandem_for_callee, _) = parse_sdp_audio(&incoming.offer_sdp());
+    caller_rtp.start_sending(tandem_for_caller, 0, 0x44);
+    callee_rtp.start_sending(tandem_for_callee, 0, 0x55);
+    wait_pattern(&caller_rtp, 0x55, 5).await;
+
+    // Hold: the caller offers sendonly and is answered recvonly; the callee's audio stops
+    // reaching it, while its own (music on hold) still reaches the callee.
+    let hold = format!("{}a=sendonly\r\n", caller_rtp.sdp_offer());
+    let response = call.reinvite(&hold).await;
+    assert_eq!(response.status.code(), 200);
+    let answer = String::from_utf8(response.body.to_vec()).unwrap();
+    assert!(answer.contains("a=recvonly"), "{answer}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let held_at = count_pattern(&caller_rtp, 0x55);
+    let callee_heard = count_pattern(&callee_rtp, 0x44);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        count_pattern(&caller_rtp, 0x55),
+        held_at,
+        "media reached the caller while it held the call"
+    );
+    assert!(
+        count_pattern(&callee_rtp, 0x44) >= callee_heard + 10,
+        "the holding caller's audio must still reach the callee"
+    );
+
+    // Resume: the callee's audio flows to the caller again.
+    let response = call.reinvite(&caller_rtp.sdp_offer()).await;
+    assert_eq!(response.status.code(), 200);
+    wait_pattern(&caller_rtp, 0x55, held_at + 10).await;
+
+    assert_eq!(call.bye().await.status.code(), 200);
+    incoming.wait_bye(WAIT).await;
+}
+
 #[tokio::test]
 async fn cancel_while_ringing_cancels_every_device() {
     let hook = webhook().await;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use media::codec;
 use media::rtp::forward::LegFormat;
 use media::rtp::packet::{self, Header};
-use media::rtp::relay::{Leg, RelayConfig, Relays, RelaysConfig};
+use media::rtp::relay::{Leg, RelayConfig, Relays, RelaysConfig, Side};
 use media::rtp::{Codec, Packet, PayloadType, RtpTimestamp, SeqNo, Ssrc};
 use tokio::net::UdpSocket;
 use tokio::time::timeout;
@@ -503,4 +503,70 @@ async fn dtmf_sent_for_a_party_is_played_as_telephone_events_into_the_other_legs
         report.b_to_a.forwarded, 16,
         "2 audio + 14 event packets toward A"
     );
+}
+
+#[tokio::test]
+async fn a_leg_on_hold_is_sent_nothing_and_then_resumes_as_a_new_talkspurt() {
+    let call = call().await;
+    let relay = relays().relay(
+        leg(&call.relay_a, address(&call.phone_a), PCMU_LEG, false),
+        leg(&call.relay_b, address(&call.phone_b), PCMU_LEG, false),
+        RelayConfig::default(),
+    );
+    let to_relay_a = call.relay_a.local_addr().unwrap();
+    let to_relay_b = call.relay_b.local_addr().unwrap();
+    let audio = [0x55u8; 160];
+    let b_sends = |sequence: u16| datagram(0, sequence, 160 * u32::from(sequence), &audio);
+
+    // Before the hold, B's audio reaches A.
+    call.phone_b.send_to(&b_sends(1), to_relay_b).await.unwrap();
+    let (bytes, _) = receive(&call.phone_a).await;
+    let before = Packet::parse(&bytes).unwrap().header;
+
+    // A holds the call: B's packets are dropped, A's still reach B (its music on hold).
+    relay.hold(Side::A, true);
+    // The relay thread takes commands within 5 ms.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    for sequence in 2..5 {
+        call.phone_b
+            .send_to(&b_sends(sequence), to_relay_b)
+            .await
+            .unwrap();
+    }
+    call.phone_a
+        .send_to(&datagram(0, 500, 80_000, &audio), to_relay_a)
+        .await
+        .unwrap();
+    receive(&call.phone_b).await;
+    let mut buffer = [0u8; 2048];
+    assert!(
+        timeout(
+            Duration::from_millis(200),
+            call.phone_a.recv_from(&mut buffer)
+        )
+        .await
+        .is_err(),
+        "a leg on hold is sent nothing"
+    );
+
+    // Resumed: the next packet toward A continues A's numbering as a new talkspurt whose
+    // timestamp skipped the pause (≥ 250 ms = 2,000 samples beyond the one packet before).
+    relay.hold(Side::A, false);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    call.phone_b.send_to(&b_sends(5), to_relay_b).await.unwrap();
+    let (bytes, _) = receive(&call.phone_a).await;
+    let after = Packet::parse(&bytes).unwrap().header;
+    assert!(after.marker, "the resumed stream starts a talkspurt");
+    assert_eq!(after.ssrc, before.ssrc);
+    assert_eq!(after.sequence.0, before.sequence.0.wrapping_add(1));
+    let advanced = after.timestamp.0.wrapping_sub(before.timestamp.0);
+    assert!(
+        (160 + 2_000..160 + 8_000 * 5).contains(&advanced),
+        "timestamp advanced by {advanced}"
+    );
+
+    let report = relay.stop().await;
+    assert_eq!(report.b_to_a.held, 3);
+    assert_eq!(report.b_to_a.forwarded, 2);
+    assert_eq!(report.a_to_b.forwarded, 1);
 }

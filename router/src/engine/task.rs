@@ -131,6 +131,9 @@ struct CallTask {
     listener: Option<Listener>,
     digits: (mpsc::Sender<char>, mpsc::Receiver<char>),
     relay: Option<(CallSid, Relay)>,
+    /// Whether the caller holds the call (its last offer was `sendonly` or `inactive`, or put
+    /// no address in `c=`): the relay sends it nothing.
+    caller_held: bool,
     legs: HashMap<CallSid, LegHandle>,
     /// The record as last published to the call table.
     published: Option<CallRecord>,
@@ -222,6 +225,7 @@ impl CallTask {
             listener: None,
             digits: (digits_tx, digits_rx),
             relay: None,
+            caller_held: false,
             legs: HashMap::new(),
             published: None,
             leg_reports: mpsc::unbounded_channel(),
@@ -383,10 +387,22 @@ impl CallTask {
                             Contact::Addresses(vec![self.caller.contact.clone()]);
                         response.headers.push("Content-Type", "application/sdp");
                         let answer = Session::parse(&request.body)
-                            .and_then(|offer| sdp::answer(&offer, self.caller.media, &CODECS))
-                            .map(|answer| answer.session.to_string())
-                            .unwrap_or_else(|_| self.caller.answer_sdp.clone());
-                        response.body = answer.into_bytes().into();
+                            .and_then(|offer| sdp::answer(&offer, self.caller.media, &CODECS));
+                        let body = match answer {
+                            Ok(answer) => {
+                                // Hold (RFC 3264 §8.4; RFC 2543's c=0.0.0.0 too): the caller
+                                // is sent nothing until an offer asks for media again.
+                                let negotiated = &answer.negotiated;
+                                self.caller_held = !negotiated.direction.is_sending()
+                                    || negotiated.remote.ip().is_unspecified();
+                                if let Some((_, relay)) = &self.relay {
+                                    relay.hold(Side::A, self.caller_held);
+                                }
+                                answer.session.to_string()
+                            }
+                            Err(_) => self.caller.answer_sdp.clone(),
+                        };
+                        response.body = body.into_bytes().into();
                         endpoint.respond(&key, response);
                     }
                     _ => endpoint.respond(&key, response),
@@ -639,12 +655,14 @@ impl CallTask {
             }),
         };
         tracing::info!(leg_sid = %sid, caller = %caller.remote, callee = %callee.remote, "bridged");
-        self.relay = Some((
-            sid.clone(),
-            self.services
-                .relays
-                .relay(caller, callee, RelayConfig::default()),
-        ));
+        let relay = self
+            .services
+            .relays
+            .relay(caller, callee, RelayConfig::default());
+        if self.caller_held {
+            relay.hold(Side::A, true);
+        }
+        self.relay = Some((sid.clone(), relay));
         // The leg's ports stay leased until the leg is dropped from the table.
         if let Some(handle) = self.legs.get_mut(&sid) {
             handle.media = Some(media);

@@ -99,6 +99,8 @@ pub struct DirectionReport {
     pub unusable: u64,
     /// Packets dropped because the outgoing socket could not take them.
     pub send_failures: u64,
+    /// Packets not forwarded because the receiving leg holds the call ([`Relay::hold`]).
+    pub held: u64,
     /// The source the receiving leg latched onto, if it latched.
     pub latched: Option<SocketAddr>,
     /// RFC 3550 statistics of the incoming stream (current SSRC), if any packet arrived.
@@ -229,6 +231,20 @@ impl Relay {
                 id: self.id,
                 toward,
                 digits: digits.to_owned(),
+            });
+        }
+    }
+
+    /// Stops (`held`) or resumes forwarding toward leg `toward`: a party that put the call on
+    /// hold (an offer of `sendonly` or `inactive`) is sent nothing, while what it sends (music
+    /// on hold) still reaches the other leg. On resuming, the stream toward it goes on as a new
+    /// talkspurt whose timestamps skip the pause. Key presses for a held leg are dropped.
+    pub fn hold(&self, toward: Side, held: bool) {
+        if let Some(worker) = &self.worker {
+            worker.send(worker::Command::Hold {
+                id: self.id,
+                toward,
+                held,
             });
         }
     }

@@ -64,6 +64,8 @@ pub(super) enum Command {
         toward: Side,
         digits: String,
     },
+    /// Stop or resume forwarding toward one leg.
+    Hold { id: u64, toward: Side, held: bool },
 }
 
 /// A relay to start.
@@ -161,6 +163,9 @@ struct Direction {
     /// Key presses being played into this direction's outgoing stream; its forwarded packets
     /// are held back meanwhile.
     injection: Option<Injection>,
+    /// Since when the receiving leg holds the call: this direction's packets are read and
+    /// dropped.
+    held_since: Option<Instant>,
 }
 
 /// RFC 4733 events Tandem plays into a forwarded stream: one key at a time, a packet every
@@ -280,6 +285,11 @@ impl Worker {
                     }
                 }
                 Ok(Command::Dtmf { id, toward, digits }) => self.send_dtmf(id, toward, &digits),
+                Ok(Command::Hold { id, toward, held }) => {
+                    if let Some(call) = call_mut(&self.slots, &mut self.calls, id) {
+                        call.hold(Instant::now(), toward, held);
+                    }
+                }
                 Err(mpsc::TryRecvError::Empty) => return true,
                 Err(mpsc::TryRecvError::Disconnected) => return false,
             }
@@ -381,6 +391,7 @@ impl Call {
             forwarder: Forwarder::new(from.format, to.format, Sender::random()),
             report: DirectionReport::default(),
             injection: None,
+            held_since: None,
         };
         let rtcp = |leg: &Leg| {
             let endpoint = leg.rtcp.clone()?;
@@ -553,6 +564,26 @@ impl Call {
     }
 
     /// Queues key presses toward one leg, starting at once when none are playing.
+    /// Stops or resumes the stream toward one leg.
+    fn hold(&mut self, now: Instant, toward: Side, held: bool) {
+        let direction = match toward {
+            Side::A => &mut self.from_b,
+            Side::B => &mut self.from_a,
+        };
+        match (held, direction.held_since) {
+            (true, None) => direction.held_since = Some(now),
+            (false, Some(since)) => {
+                direction.held_since = None;
+                let paused = now.saturating_duration_since(since);
+                direction
+                    .forwarder
+                    .sender_mut()
+                    .start_talkspurt(samples(paused));
+            }
+            _ => {}
+        }
+    }
+
     fn queue_keys(&mut self, now: Instant, toward: Side, digits: &str, out: &mut Vec<u8>) {
         let (direction, socket, destination) = match toward {
             Side::A => (
@@ -566,6 +597,10 @@ impl Call {
                 self.from_b.latch.destination(),
             ),
         };
+        if direction.held_since.is_some() {
+            tracing::debug!(?toward, "DTMF not sent: the leg holds the call");
+            return;
+        }
         let Some(payload_type) = direction.forwarder.outgoing().telephone_event else {
             tracing::debug!(
                 ?toward,
@@ -695,6 +730,10 @@ fn relay_one(
 ) {
     if !direction.latch.handle_source(now, source) {
         direction.report.foreign_source += 1;
+        return;
+    }
+    if direction.held_since.is_some() {
+        direction.report.held += 1;
         return;
     }
     if direction.injection.is_some() {
