@@ -630,8 +630,17 @@ async fn a_caller_on_hold_is_sent_no_media_until_it_resumes() {
     assert_eq!(response.status.code(), 200);
     let answer = String::from_utf8(response.body.to_vec()).unwrap();
     assert!(answer.contains("a=recvonly"), "{answer}");
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let held_at = count_pattern(&caller_rtp, 0x55);
+    // The relay applies the hold within a few ms of the 200; packets already on their way may
+    // still land, so wait for the count to stand still, then watch it stay still.
+    let mut held_at = count_pattern(&caller_rtp, 0x55);
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = count_pattern(&caller_rtp, 0x55);
+        if now == held_at {
+            break;
+        }
+        held_at = now;
+    }
     let callee_heard = count_pattern(&callee_rtp, 0x44);
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(

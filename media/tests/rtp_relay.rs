@@ -523,22 +523,47 @@ async fn a_leg_on_hold_is_sent_nothing_and_then_resumes_as_a_new_talkspurt() {
     let (bytes, _) = receive(&call.phone_a).await;
     let before = Packet::parse(&bytes).unwrap().header;
 
-    // A holds the call: B's packets are dropped, A's still reach B (its music on hold).
+    // A holds the call. The relay thread takes the command within a few ms; probes from B
+    // show when: the first one that does not reach A.
     relay.hold(Side::A, true);
-    // The relay thread takes commands within 5 ms.
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    for sequence in 2..5 {
+    let mut buffer = [0u8; 2048];
+    let mut sequence = 2;
+    let mut before = before;
+    let mut forwarded_probes = 0;
+    loop {
         call.phone_b
             .send_to(&b_sends(sequence), to_relay_b)
             .await
             .unwrap();
+        sequence += 1;
+        match timeout(
+            Duration::from_millis(100),
+            call.phone_a.recv_from(&mut buffer),
+        )
+        .await
+        {
+            Err(_) => break,
+            Ok(received) => {
+                let (length, _) = received.unwrap();
+                before = Packet::parse(&buffer[..length]).unwrap().header;
+                forwarded_probes += 1;
+                assert!(forwarded_probes < 20, "the hold never took effect");
+            }
+        }
+    }
+    // Held: more of B's packets go nowhere, while A's (its music on hold) still reach B.
+    for _ in 0..3 {
+        call.phone_b
+            .send_to(&b_sends(sequence), to_relay_b)
+            .await
+            .unwrap();
+        sequence += 1;
     }
     call.phone_a
         .send_to(&datagram(0, 500, 80_000, &audio), to_relay_a)
         .await
         .unwrap();
     receive(&call.phone_b).await;
-    let mut buffer = [0u8; 2048];
     assert!(
         timeout(
             Duration::from_millis(200),
@@ -549,24 +574,44 @@ async fn a_leg_on_hold_is_sent_nothing_and_then_resumes_as_a_new_talkspurt() {
         "a leg on hold is sent nothing"
     );
 
-    // Resumed: the next packet toward A continues A's numbering as a new talkspurt whose
-    // timestamp skipped the pause (≥ 250 ms = 2,000 samples beyond the one packet before).
+    // Resumed: the first packet toward A continues A's numbering as a new talkspurt whose
+    // timestamp skipped the pause (over 300 ms passed since the last packet A got; at least
+    // 200 ms = 1,600 samples are asserted).
     relay.hold(Side::A, false);
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    call.phone_b.send_to(&b_sends(5), to_relay_b).await.unwrap();
-    let (bytes, _) = receive(&call.phone_a).await;
-    let after = Packet::parse(&bytes).unwrap().header;
+    let after = loop {
+        call.phone_b
+            .send_to(&b_sends(sequence), to_relay_b)
+            .await
+            .unwrap();
+        sequence += 1;
+        if let Ok(received) = timeout(
+            Duration::from_millis(100),
+            call.phone_a.recv_from(&mut buffer),
+        )
+        .await
+        {
+            let (length, _) = received.unwrap();
+            break Packet::parse(&buffer[..length]).unwrap().header;
+        }
+        assert!(sequence < 100, "the stream never resumed");
+    };
     assert!(after.marker, "the resumed stream starts a talkspurt");
     assert_eq!(after.ssrc, before.ssrc);
     assert_eq!(after.sequence.0, before.sequence.0.wrapping_add(1));
     let advanced = after.timestamp.0.wrapping_sub(before.timestamp.0);
     assert!(
-        (160 + 2_000..160 + 8_000 * 5).contains(&advanced),
+        (160 + 1_600..160 + 8_000 * 10).contains(&advanced),
         "timestamp advanced by {advanced}"
     );
 
     let report = relay.stop().await;
-    assert_eq!(report.b_to_a.held, 3);
-    assert_eq!(report.b_to_a.forwarded, 2);
+    // Sent by B: 1 before, the probes, 3 held, then the resume probes; forwarded: the first,
+    // the probes before the hold took effect, and the first after it ended.
+    assert!(report.b_to_a.held >= 4, "{report:?}");
+    assert_eq!(report.b_to_a.forwarded, 2 + forwarded_probes);
+    assert_eq!(
+        report.b_to_a.held + report.b_to_a.forwarded,
+        u64::from(sequence) - 1
+    );
     assert_eq!(report.a_to_b.forwarded, 1);
 }
