@@ -2,10 +2,12 @@
 //! RTP, a webhook server inside the test (every request's X-Twilio-Signature checked), and
 //! WebSocket clients that answer with real RTP.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // helpers outside #[test] fns too
+
 use std::time::Duration;
 
 use integration::client::Client;
-use integration::phone::{Answer, Phone};
+use integration::phone::{Answer, IncomingCall, OutgoingCall, Phone};
 use integration::rtp::{parse_sdp_audio, RtpEndpoint, RtpPacket};
 use integration::tandem::{Tandem, AUTH_TOKEN};
 use integration::webhook::{Reply, Request, WebhookServer};
@@ -507,8 +509,22 @@ async fn garbage_instructions_without_a_fallback_fail_the_call_with_500() {
     wait_call_status(&tandem, &sid, "failed").await;
 }
 
-#[tokio::test]
-async fn dial_sip_bridges_to_a_sip_user_agent() {
+/// A trunk call bridged by the webhook's `<Dial>` to a SIP phone that answers after 100 ms,
+/// with RTP flowing both ways through Tandem: 0x44 from the caller, 0x55 from the callee.
+struct SipBridge {
+    call: OutgoingCall,
+    incoming: IncomingCall,
+    caller_rtp: RtpEndpoint,
+    callee_rtp: RtpEndpoint,
+    callee_uri: String,
+    // Kept alive for the call's length.
+    _phones: (Phone, Phone),
+    _tandem: Tandem,
+}
+
+/// Sets up a [`SipBridge`] whose `/voice` answers `dial(callee URI)`; `hook` may hold other
+/// routes the dial needs.
+async fn sip_bridge(hook: &WebhookServer, dial: impl FnOnce(&str) -> String) -> SipBridge {
     let callee_rtp = RtpEndpoint::bind().await;
     let callee = {
         let rtp_addr = callee_rtp.addr();
@@ -517,25 +533,15 @@ async fn dial_sip_bridges_to_a_sip_user_agent() {
         })
         .await
     };
-    let hook = webhook().await;
-    hook.respond(
-        "/voice",
-        format!(
-            r#"<Response><Dial answerOnBridge="true" action="/dialed"><Sip statusCallback="/leg"
-                 statusCallbackMethod="GET" statusCallbackEvent="ringing completed">{}</Sip></Dial></Response>"#,
-            callee.uri("bob")
-        ),
-    );
-    hook.respond("/dialed", "<Response><Hangup/></Response>");
-    hook.respond_with("/leg", |_| Reply::status(204));
-    let tandem = tandem_for(&hook).await;
+    let callee_uri = callee.uri("bob");
+    hook.respond("/voice", dial(&callee_uri));
+    let tandem = tandem_for(hook).await;
     let phone = Phone::bind().await;
     let caller_rtp = RtpEndpoint::bind().await;
     let call = phone
         .call(tandem.sip_udp(), "+15550100", &caller_rtp.sdp_offer())
         .await;
     let incoming = callee.wait_invite(WAIT).await;
-    call.wait_status(180, WAIT).await;
     call.wait_status(200, WAIT).await;
     incoming.wait_ack(WAIT).await;
     let (tandem_for_caller, _) = parse_sdp_audio(&call.remote_sdp().unwrap());
@@ -544,6 +550,32 @@ async fn dial_sip_bridges_to_a_sip_user_agent() {
     callee_rtp.start_sending(tandem_for_callee, 0, 0x55);
     wait_pattern(&callee_rtp, 0x44, 5).await;
     wait_pattern(&caller_rtp, 0x55, 5).await;
+    SipBridge {
+        call,
+        incoming,
+        caller_rtp,
+        callee_rtp,
+        callee_uri,
+        _phones: (phone, callee),
+        _tandem: tandem,
+    }
+}
+
+#[tokio::test]
+async fn dial_sip_bridges_to_a_sip_user_agent() {
+    let hook = webhook().await;
+    hook.respond("/dialed", "<Response><Hangup/></Response>");
+    hook.respond_with("/leg", |_| Reply::status(204));
+    let bridge = sip_bridge(&hook, |callee| {
+        format!(
+            r#"<Response><Dial answerOnBridge="true" action="/dialed"><Sip statusCallback="/leg"
+                 statusCallbackMethod="GET" statusCallbackEvent="ringing completed">{callee}</Sip></Dial></Response>"#
+        )
+    })
+    .await;
+    let (call, incoming, caller_rtp) = (&bridge.call, &bridge.incoming, &bridge.caller_rtp);
+    // answerOnBridge: the callee's 180 was relayed before the 200.
+    call.wait_status(180, WAIT).await;
     // The callee's key press by SIP INFO reaches the caller as an RFC 4733 event.
     let info = incoming
         .info("application/dtmf-relay", "Signal=7\r\nDuration=160\r\n")
@@ -568,7 +600,7 @@ async fn dial_sip_bridges_to_a_sip_user_agent() {
         .map(|r| {
             assert_eq!(r.method, "GET");
             assert_eq!(r.param("CallSid"), dialed[0].param("DialCallSid"));
-            assert_eq!(r.param("To"), Some(callee.uri("bob").as_str()));
+            assert_eq!(r.param("To"), Some(bridge.callee_uri.as_str()));
             (
                 r.param("StatusCallbackEvent").unwrap(),
                 r.param("CallStatus").unwrap(),
@@ -592,36 +624,13 @@ fn count_pattern(rtp: &RtpEndpoint, byte: u8) -> usize {
 
 #[tokio::test]
 async fn a_caller_on_hold_is_sent_no_media_until_it_resumes() {
-    let callee_rtp = RtpEndpoint::bind().await;
-    let callee = {
-        let rtp_addr = callee_rtp.addr();
-        Phone::listen(Answer::After(Duration::from_millis(10)), move |offer| {
-            integration::rtp::sdp_answer_for(rtp_addr, offer)
-        })
-        .await
-    };
     let hook = webhook().await;
-    hook.respond(
-        "/voice",
-        format!(
-            "<Response><Dial><Sip>{}</Sip></Dial></Response>",
-            callee.uri("bob")
-        ),
-    );
-    let tandem = tandem_for(&hook).await;
-    let phone = Phone::bind().await;
-    let caller_rtp = RtpEndpoint::bind().await;
-    let call = phone
-        .call(tandem.sip_udp(), "+15550100", &caller_rtp.sdp_offer())
-        .await;
-    let incoming = callee.wait_invite(WAIT).await;
-    call.wait_status(200, WAIT).await;
-    incoming.wait_ack(WAIT).await;
-    let (tandem_for_caller, _) = parse_sdp_audio(&call.remote_sdp().unwrap());
-    let (tandem_for_callee, _) = parse_sdp_audio(&incoming.offer_sdp());
-    caller_rtp.start_sending(tandem_for_caller, 0, 0x44);
-    callee_rtp.start_sending(tandem_for_callee, 0, 0x55);
-    wait_pattern(&caller_rtp, 0x55, 5).await;
+    let bridge = sip_bridge(&hook, |callee| {
+        format!("<Response><Dial><Sip>{callee}</Sip></Dial></Response>")
+    })
+    .await;
+    let (call, incoming) = (&bridge.call, &bridge.incoming);
+    let (caller_rtp, callee_rtp) = (&bridge.caller_rtp, &bridge.callee_rtp);
 
     // Hold: the caller offers sendonly and is answered recvonly; the callee's audio stops
     // reaching it, while its own (music on hold) still reaches the callee.
@@ -632,31 +641,31 @@ async fn a_caller_on_hold_is_sent_no_media_until_it_resumes() {
     assert!(answer.contains("a=recvonly"), "{answer}");
     // The relay applies the hold within a few ms of the 200; packets already on their way may
     // still land, so wait for the count to stand still, then watch it stay still.
-    let mut held_at = count_pattern(&caller_rtp, 0x55);
+    let mut held_at = count_pattern(caller_rtp, 0x55);
     for _ in 0..10 {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let now = count_pattern(&caller_rtp, 0x55);
+        let now = count_pattern(caller_rtp, 0x55);
         if now == held_at {
             break;
         }
         held_at = now;
     }
-    let callee_heard = count_pattern(&callee_rtp, 0x44);
+    let callee_heard = count_pattern(callee_rtp, 0x44);
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(
-        count_pattern(&caller_rtp, 0x55),
+        count_pattern(caller_rtp, 0x55),
         held_at,
         "media reached the caller while it held the call"
     );
     assert!(
-        count_pattern(&callee_rtp, 0x44) >= callee_heard + 10,
+        count_pattern(callee_rtp, 0x44) >= callee_heard + 10,
         "the holding caller's audio must still reach the callee"
     );
 
     // Resume: the callee's audio flows to the caller again.
     let response = call.reinvite(&caller_rtp.sdp_offer()).await;
     assert_eq!(response.status.code(), 200);
-    wait_pattern(&caller_rtp, 0x55, held_at + 10).await;
+    wait_pattern(caller_rtp, 0x55, held_at + 10).await;
 
     assert_eq!(call.bye().await.status.code(), 200);
     incoming.wait_bye(WAIT).await;

@@ -124,19 +124,7 @@ impl IncomingCall {
     }
 
     async fn in_dialog(&self, method: Method, body: Option<(&str, &str)>) -> Response {
-        let (mut request, to) = {
-            let mut state = self.inner.lock();
-            let dialog = state
-                .dialogs
-                .get_mut(self.call_id())
-                .expect("the call's dialog");
-            dialog.request(&self.inner, method)
-        };
-        if let Some((content_type, body)) = body {
-            request.headers.push("Content-Type", content_type);
-            request.body = Bytes::from(body.to_owned());
-        }
-        self.inner.non_invite_transaction(request, to).await
+        self.inner.in_dialog(self.call_id(), method, body).await
     }
 }
 

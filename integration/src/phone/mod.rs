@@ -273,6 +273,29 @@ impl Inner {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// A new request in call `call_id`'s dialog, and where it goes.
+    fn dialog_request(&self, call_id: &CallId, method: Method) -> (Request, SocketAddr) {
+        let mut state = self.lock();
+        let dialog = state.dialogs.get_mut(call_id).expect("the call's dialog");
+        dialog.request(self, method)
+    }
+
+    /// Sends a non-INVITE `method` in call `call_id`'s dialog, with an optional
+    /// `(content type, body)`, and returns its final response.
+    async fn in_dialog(
+        self: &Arc<Self>,
+        call_id: &CallId,
+        method: Method,
+        body: Option<(&str, &str)>,
+    ) -> Response {
+        let (mut request, to) = self.dialog_request(call_id, method);
+        if let Some((content_type, body)) = body {
+            request.headers.push("Content-Type", content_type);
+            request.body = Bytes::from(body.to_owned());
+        }
+        self.non_invite_transaction(request, to).await
+    }
+
     fn local_uri(&self, user: &str) -> Uri {
         Uri::sip(
             Some(user),

@@ -240,7 +240,7 @@ impl OutgoingCall {
     /// Sends a re-INVITE offering `sdp` in the dialog (hold, unhold), ACKs a 2xx to it, and
     /// returns its final response.
     pub async fn reinvite(&self, sdp: &str) -> Response {
-        let (mut request, to) = self.dialog_request(Method::Invite);
+        let (mut request, to) = self.inner.dialog_request(self.call_id(), Method::Invite);
         request.headers.push("Content-Type", "application/sdp");
         request.body = Bytes::from(sdp.to_owned());
         let cseq = request.headers.cseq.seq;
@@ -248,7 +248,7 @@ impl OutgoingCall {
         if response.status.is_success() {
             // RFC 3261 §13.2.2.4: the ACK for a 2xx is its own transaction in the dialog,
             // carrying the INVITE's CSeq number.
-            let (mut ack, to) = self.dialog_request(Method::Ack);
+            let (mut ack, to) = self.inner.dialog_request(self.call_id(), Method::Ack);
             ack.headers.cseq.seq = cseq;
             self.inner.transmit(Message::Request(ack), to).await;
         }
@@ -273,23 +273,8 @@ impl OutgoingCall {
             .await
     }
 
-    /// A new request in the call's dialog, and where it goes.
-    fn dialog_request(&self, method: Method) -> (Request, SocketAddr) {
-        let mut state = self.inner.lock();
-        let dialog = state
-            .dialogs
-            .get_mut(self.call_id())
-            .expect("the call's dialog");
-        dialog.request(&self.inner, method)
-    }
-
     async fn in_dialog(&self, method: Method, body: Option<(&str, &str)>) -> Response {
-        let (mut request, to) = self.dialog_request(method);
-        if let Some((content_type, body)) = body {
-            request.headers.push("Content-Type", content_type);
-            request.body = Bytes::from(body.to_owned());
-        }
-        self.inner.non_invite_transaction(request, to).await
+        self.inner.in_dialog(self.call_id(), method, body).await
     }
 }
 
