@@ -9,7 +9,7 @@ use tandem::{app, logging};
 
 /// mimalloc rather than the system allocator: a call allocates and frees many small buffers
 /// across threads (SIP messages, webhook parameters, task state), and with mimalloc (and
-/// [`no_huge_pages`]) Tandem spends 8–15 % less CPU per call in `bench/calls.sh`, with a
+/// [`no_huge_pages`]) Tandem spends 8–16 % less CPU per call in `bench/calls.sh`, with a
 /// lower post-dial delay tail and RSS (BENCHMARKS.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

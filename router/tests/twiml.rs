@@ -499,10 +499,6 @@ fn dial_noun_status_callbacks() {
             None,
         ]
     );
-    assert!(dial.nouns[0]
-        .status_callback
-        .as_ref()
-        .is_some_and(|callback| callback.wants(Initiated)));
     assert_eq!(
         response.warnings,
         ["statusCallbackEvent", "statusCallbackMethod"].map(|attribute| {

@@ -259,7 +259,12 @@ impl Dialing {
             LegEvent::Ringing => {
                 if state == LegState::Offered {
                     if let Some(index) = self.set_state(leg, LegState::Ringing) {
-                        let report = self.report(index, ProgressEvent::Ringing, "ringing", now);
+                        let report = self.report(
+                            index,
+                            ProgressEvent::Ringing,
+                            CallStatus::Ringing.as_str(),
+                            now,
+                        );
                         reaction.actions.extend(report);
                     }
                 }

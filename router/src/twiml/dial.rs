@@ -74,11 +74,6 @@ pub struct StatusCallback {
 }
 
 impl StatusCallback {
-    /// Whether `event` is reported.
-    pub fn wants(&self, event: ProgressEvent) -> bool {
-        self.events.contains(&event)
-    }
-
     /// A noun's status callback attributes; `None` without a `statusCallback`.
     fn from_element(
         noun: &Element,

@@ -11,10 +11,8 @@ use crate::message::{Method, Request, Response};
 /// passes its provisional and final responses to the TU.
 #[derive(Debug)]
 pub struct ClientNonInvite {
-    /// The request, until its final response: a transaction lingering for Timer K keeps
-    /// nothing of it but its method.
-    request: Option<Box<Request>>,
-    /// The request's method, which its responses carry in their CSeq.
+    /// The request's method, which its responses carry in their CSeq (the parsed request
+    /// itself is not kept: only its bytes are ever sent again).
     method: Method,
     /// The request on the wire, kept for retransmissions until the final response.
     request_bytes: Bytes,
@@ -103,8 +101,7 @@ impl ClientNonInvite {
     pub fn new(request: Request, reliable: bool, timers: Timers, now: Instant) -> Self {
         let request_bytes = Bytes::from(request.to_bytes());
         let mut transaction = ClientNonInvite {
-            method: request.method.clone(),
-            request: Some(Box::new(request)),
+            method: request.method,
             request_bytes: request_bytes.clone(),
             reliable,
             timers,
@@ -126,11 +123,6 @@ impl ClientNonInvite {
         transaction
     }
 
-    /// The request this transaction sends; `None` once its final response arrived.
-    pub fn request(&self) -> Option<&Request> {
-        self.request.as_deref()
-    }
-
     /// Feeds a response that matched this transaction ([`super::Key::client_for_response`]).
     pub fn handle_response(&mut self, response: Response, now: Instant) {
         if response.headers.cseq.method != self.method {
@@ -148,7 +140,6 @@ impl ClientNonInvite {
                     // retransmissions (T4 over UDP, zero over reliable transports).
                     self.table.stop_all();
                     self.state = State::Completed;
-                    self.request = None;
                     self.request_bytes = Bytes::new();
                     self.events.push(Event::Response(Box::new(response)));
                     let linger = self.timers.t4_unless_reliable(self.reliable);

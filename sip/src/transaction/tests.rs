@@ -17,9 +17,8 @@ trait Machine {
     fn is_terminated(&self) -> bool;
 }
 
-trait Client: Machine {
+trait Client: Machine + HeldRequest {
     fn create(request: Request, reliable: bool, timers: Timers, now: Instant) -> Self;
-    fn request(&self) -> Option<&Request>;
     fn handle_response(&mut self, response: Response, now: Instant);
 }
 
@@ -51,7 +50,6 @@ macro_rules! client {
             fn create(request: Request, reliable: bool, timers: Timers, now: Instant) -> Self {
                 <$ty>::new(request, reliable, timers, now)
             }
-            fn request(&self) -> Option<&Request> { <$ty>::request(self) }
             fn handle_response(&mut self, response: Response, now: Instant) {
                 <$ty>::handle_response(self, response, now)
             }
@@ -59,6 +57,24 @@ macro_rules! client {
     )*};
 }
 client!(ClientInvite, ClientNonInvite);
+
+/// What a client transaction still holds of its parsed request.
+trait HeldRequest {
+    fn request(&self) -> Option<&Request>;
+}
+
+impl HeldRequest for ClientInvite {
+    fn request(&self) -> Option<&Request> {
+        ClientInvite::request(self)
+    }
+}
+
+impl HeldRequest for ClientNonInvite {
+    /// It keeps only the request's method and bytes, from the start.
+    fn request(&self) -> Option<&Request> {
+        None
+    }
+}
 
 impl Server for ServerInvite {
     fn create(request: Request, reliable: bool, timers: Timers, now: Instant) -> Self {
