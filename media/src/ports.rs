@@ -195,6 +195,23 @@ fn bind_pair(address: IpAddr, port: u16) -> std::io::Result<(UdpSocket, UdpSocke
     Ok((rtp, rtcp))
 }
 
+/// Reads and drops what is queued on a non-blocking socket, at most `limit` datagrams; returns
+/// how many were dropped. Errors queued by ICMP (a port unreachable after a send) are consumed
+/// like datagrams, but not counted.
+pub(crate) fn discard_queued(socket: &UdpSocket, limit: usize) -> usize {
+    let mut buffer = [0u8; 1];
+    let mut discarded = 0;
+    for _ in 0..limit {
+        match socket.recv_from(&mut buffer) {
+            // A datagram longer than the buffer is truncated and dropped whole.
+            Ok(_) => discarded += 1,
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(_) => {}
+        }
+    }
+    discarded
+}
+
 /// EMFILE (the process's limit) or ENFILE (the system's): no socket at all can be opened.
 fn is_descriptor_exhaustion(error: &std::io::Error) -> bool {
     const EMFILE: i32 = 24;

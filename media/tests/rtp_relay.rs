@@ -178,6 +178,43 @@ async fn audio_flows_both_ways_with_pcmu_to_pcma_transcoding_and_events() {
 }
 
 #[tokio::test]
+async fn media_queued_before_the_bridge_is_dropped_and_what_follows_is_relayed() {
+    let call = call().await;
+    let ulaw = [0x55u8; 160];
+    // Audio the caller sent while nobody read its socket (a dial ringing).
+    for index in 0..20u16 {
+        call.phone_a
+            .send_to(
+                &datagram(0, index, 160 * u32::from(index), &ulaw),
+                call.relay_a.local_addr().unwrap(),
+            )
+            .await
+            .unwrap();
+    }
+    let relay = relays().relay(
+        leg(&call.relay_a, address(&call.phone_a), PCMU_LEG, false),
+        leg(&call.relay_b, address(&call.phone_b), PCMU_LEG, false),
+        RelayConfig::default(),
+    );
+    let fresh = [0x33u8; 160];
+    call.phone_a
+        .send_to(
+            &datagram(0, 20, 3_200, &fresh),
+            call.relay_a.local_addr().unwrap(),
+        )
+        .await
+        .unwrap();
+    let (bytes, _) = receive(&call.phone_b).await;
+    let packet = Packet::parse(&bytes).unwrap();
+    assert_eq!(
+        packet.payload, &fresh,
+        "the first packet relayed is the one sent after the bridge"
+    );
+    let report = relay.stop().await;
+    assert_eq!(report.a_to_b.forwarded, 1, "none of the 20 stale packets");
+}
+
+#[tokio::test]
 async fn a_packet_from_a_third_port_is_dropped() {
     let call = call().await;
     let intruder = socket().await;

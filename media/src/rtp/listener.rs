@@ -1,8 +1,8 @@
-//! The DTMF listener: while a call is not bridged (prompts, `<Gather>`), one task reads the
-//! call's RTP socket, keeps only packets from an accepted source ([`Latch`]) and reports each
-//! RFC 4733 telephone-event once. Audio packets are read and discarded: nothing records the
-//! caller yet, but the socket must be drained so the kernel never queues stale media for the
-//! relay that may take the socket over later.
+//! The DTMF listener: while a call collects digits and is not bridged (`<Gather>`), one task
+//! reads the call's RTP socket, keeps only packets from an accepted source ([`Latch`]) and
+//! reports each RFC 4733 telephone-event once. Audio packets are read and discarded: nothing
+//! records the caller yet. Media nobody reads stays queued in the kernel (a relay taking the
+//! socket over discards it first).
 //!
 //! Only one party may read a socket at a time: stop the listener ([`Listener::stop`], which
 //! waits for the task to end) before a relay takes the socket over. The listener registers a

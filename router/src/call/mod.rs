@@ -358,6 +358,12 @@ impl Call {
         self.status
     }
 
+    /// Whether a `<Gather>` collects digits now: the only time the shell needs to read the
+    /// caller's DTMF (digits pressed at any other time are ignored, as by Twilio).
+    pub fn is_gathering(&self) -> bool {
+        matches!(self.activity, Activity::Gathering(_))
+    }
+
     /// When the call was created, answered and ended.
     pub fn times(&self) -> (Instant, Option<Instant>, Option<Instant>) {
         (self.started_at, self.answered_at, self.ended_at)

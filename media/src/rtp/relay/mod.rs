@@ -183,6 +183,15 @@ impl Relays {
         let worker = self.workers[index].clone();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (publish, snapshot) = watch::channel(RelayReport::default());
+        // Media that arrived before the bridge (a caller's audio while a dial rang, read by
+        // nobody) is stale: forwarded, it would reach the other party as one burst. It is
+        // dropped here, not in the thread, so that what arrives once this returns is relayed.
+        for leg in [&a, &b] {
+            let rtcp = leg.rtcp.as_ref().map(|rtcp| &*rtcp.socket);
+            for socket in std::iter::once(&*leg.socket).chain(rtcp) {
+                crate::ports::discard_queued(socket, STALE_LIMIT);
+            }
+        }
         worker.send(worker::Command::Start(Box::new(worker::Start {
             id,
             a,
@@ -197,6 +206,10 @@ impl Relays {
         }
     }
 }
+
+/// Datagrams queued before a relay starts that it discards per socket, at most (more than a
+/// default receive buffer holds; a socket flooded beyond that is the latch's business).
+const STALE_LIMIT: usize = 1024;
 
 /// A running relay. Dropping it stops it (without waiting).
 #[derive(Debug)]
