@@ -275,7 +275,7 @@ TOML
   local rss_after_kib
   rss_after_kib=$(awk '/^VmRSS/ {print $2}' "/proc/$tandem_pid/status")
 
-  printf 'rate=%s seconds=%s attempted=%s ok=%s failed=%s retrans=%s callee_retrans=%s ring_ms_p50/p99=%s answer_ms_p50/p99=%s tandem_cpu_s=%.2f cpu_ms_per_call=%s tandem_cores=%.2f caller_cores=%.2f callee_cores=%.2f webhook_cores=%.2f machine_busy=%.0f%% peak_rss_kib=%s peak_fds=%s/%s rcvbuf_errors=%s tandem_socket_drops=%s tandem_warnings=%s webhook:%s after_%ss: rss_kib=%s calls_active=%s server_transactions=%s client_transactions=%s dialogs=%s rtp_pairs_leased=%s\n' \
+  printf 'rate=%s seconds=%s attempted=%s ok=%s failed=%s retrans=%s callee_retrans=%s ring_ms_p50/p99=%s answer_ms_p50/p99=%s tandem_cpu_s=%.2f cpu_ms_per_call=%s tandem_cores=%.2f caller_cores=%.2f callee_cores=%.2f webhook_cores=%.2f machine_busy=%.0f%% peak_rss_kib=%s peak_fds=%s/%s rcvbuf_errors=%s tandem_socket_drops=%s tandem_warnings=%s webhook:%s after_%ss: rss_kib=%s calls_active=%s server_transactions=%s client_transactions=%s dialogs=%s rtp_pairs_leased=%s rtp_pairs_reused=%s\n' \
     "$step_rate" "$step_seconds" "$step_attempted" "$step_ok" "$step_failed" "$step_retrans" "$uas_retrans" \
     "$ring" "$answer" "$cpu_s" "$per_call" "$(echo "$cpu_s / $elapsed" | bc -l)" "$(echo "$uac_cpu / $ticks / $elapsed" | bc -l)" \
     "$(echo "$uas_cpu / $ticks / $elapsed" | bc -l)" "$(echo "$webhook_cpu / $ticks / $elapsed" | bc -l)" \
@@ -283,7 +283,8 @@ TOML
     "$(echo "$webhook_stats" | tr ' ' ',')" "$settle" "$rss_after_kib" \
     "$(gauge tandem_calls_active "$metrics")" "$(gauge tandem_sip_server_transactions "$metrics")" \
     "$(gauge tandem_sip_client_transactions "$metrics")" "$(gauge tandem_sip_dialogs "$metrics")" \
-    "$(gauge tandem_media_rtp_port_pairs_leased "$metrics")"
+    "$(gauge tandem_media_rtp_port_pairs_leased "$metrics")" \
+    "$(gauge tandem_media_rtp_port_pairs_reused_total "$metrics")"
 
   if [ "$peak_fds" -ge $((fd_limit * 9 / 10)) ]; then
     echo "descriptors: Tandem's open files peaked at $peak_fds of $fd_limit, so calls could not" \

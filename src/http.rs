@@ -322,6 +322,18 @@ async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
         "RTP/RTCP port pairs in the configured range.",
         state.rtp_ports.capacity() as u64,
     );
+    out.single(
+        "tandem_media_rtp_port_pairs_resting",
+        GAUGE,
+        "Released RTP/RTCP port pairs resting with their sockets open before reuse.",
+        state.rtp_ports.resting() as u64,
+    );
+    out.single(
+        "tandem_media_rtp_port_pairs_reused_total",
+        COUNTER,
+        "Port pairs handed out again after resting (instead of binding fresh sockets).",
+        state.rtp_ports.reused(),
+    );
 
     out.single(
         "tandem_presence_devices_online",

@@ -1,10 +1,13 @@
 //! The RTP port pool over a tiny range with real sockets: even RTP + odd RTCP pairs, ports
-//! bound elsewhere are skipped, exhaustion is a typed error, dropping a lease frees the pair.
+//! bound elsewhere are skipped, exhaustion is a typed error, dropping a lease frees the pair,
+//! and released pairs rest with their sockets open and are reused only if nothing arrived.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // helpers outside #[test] fns too
 
-use std::net::{IpAddr, Ipv4Addr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use media::ports::{PortError, PortPool};
 
@@ -29,16 +32,17 @@ fn free_range() -> u16 {
 #[test]
 fn pairs_are_even_and_odd_skip_busy_ports_and_run_out_cleanly() {
     let base = free_range();
-    // An odd first port: the pool starts at the next even one.
-    let pool = PortPool::new(LOCALHOST, base - 1, base + 5).unwrap();
+    // An odd first port: the pool starts at the next even one. No resting: released pairs
+    // are closed.
+    let pool = PortPool::with_resting(LOCALHOST, base - 1, base + 5, 0, Duration::ZERO).unwrap();
     assert_eq!(pool.capacity(), 3);
     // Someone else holds the RTCP port of the second pair.
     let squatter = UdpSocket::bind((LOCALHOST, base + 3)).unwrap();
 
     let first = pool.allocate().unwrap();
     assert_eq!(first.port(), base);
-    assert_eq!(first.rtp.local_addr().unwrap().port(), base);
-    assert_eq!(first.rtcp.local_addr().unwrap().port(), base + 1);
+    assert_eq!(first.rtp().local_addr().unwrap().port(), base);
+    assert_eq!(first.rtcp().local_addr().unwrap().port(), base + 1);
     let second = pool.allocate().unwrap();
     assert_eq!(
         second.port(),
@@ -66,16 +70,16 @@ fn the_leased_sockets_are_non_blocking_and_carry_traffic() {
     let pool = PortPool::new(LOCALHOST, base, base + 1).unwrap();
     let ports = pool.allocate().unwrap();
     let mut buffer = [0u8; 8];
-    let empty = ports.rtp.recv_from(&mut buffer).unwrap_err();
+    let empty = ports.rtp().recv_from(&mut buffer).unwrap_err();
     assert_eq!(empty.kind(), std::io::ErrorKind::WouldBlock);
     let peer = UdpSocket::bind((LOCALHOST, 0)).unwrap();
     peer.send_to(b"rtp", ports.local_addr()).unwrap();
-    ports.rtp.set_nonblocking(false).unwrap();
+    ports.rtp().set_nonblocking(false).unwrap();
     ports
-        .rtp
+        .rtp()
         .set_read_timeout(Some(std::time::Duration::from_secs(5)))
         .unwrap();
-    let (length, from) = ports.rtp.recv_from(&mut buffer).unwrap();
+    let (length, from) = ports.rtp().recv_from(&mut buffer).unwrap();
     assert_eq!(&buffer[..length], b"rtp");
     assert_eq!(from, peer.local_addr().unwrap());
 }
@@ -98,4 +102,117 @@ fn ranges_without_a_pair_are_rejected() {
         PortPool::new(LOCALHOST, 65_534, 65_535).unwrap().capacity(),
         1
     );
+}
+
+/// A pool of three pairs whose released pairs rest `rest`, at most two of them.
+fn resting_pool(rest: Duration) -> (PortPool, u16) {
+    let base = free_range();
+    let pool = PortPool::with_resting(LOCALHOST, base, base + 5, 2, rest).unwrap();
+    (pool, base)
+}
+
+#[test]
+fn a_released_pair_rests_then_serves_again_with_the_same_sockets() {
+    let (pool, base) = resting_pool(Duration::ZERO);
+    let first = pool.allocate().unwrap();
+    assert_eq!(first.port(), base);
+    // Traffic of the first call, some of it still queued when the call ends.
+    let peer = UdpSocket::bind((LOCALHOST, 0)).unwrap();
+    peer.send_to(b"late", first.local_addr()).unwrap();
+    drop(first);
+    assert_eq!((pool.leased(), pool.resting()), (0, 1));
+
+    let again = pool.allocate().unwrap();
+    assert_eq!(
+        again.port(),
+        base,
+        "the rested pair, not the next fresh one"
+    );
+    assert_eq!(pool.reused(), 1);
+    assert_eq!((pool.leased(), pool.resting()), (1, 0));
+    // Nothing of the last call is left to read, and the sockets are still non-blocking.
+    let mut buffer = [0u8; 8];
+    let empty = again.rtp().recv_from(&mut buffer).unwrap_err();
+    assert_eq!(empty.kind(), std::io::ErrorKind::WouldBlock);
+    // They carry traffic.
+    peer.send_to(b"next", again.local_addr()).unwrap();
+    let mut received = None;
+    for _ in 0..1000 {
+        if let Ok((length, _)) = again.rtp().recv_from(&mut buffer) {
+            received = Some(buffer[..length].to_vec());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(received.as_deref(), Some(&b"next"[..]));
+}
+
+#[test]
+fn a_pair_is_not_reused_before_it_has_rested_unless_the_range_is_used_up() {
+    let (pool, base) = resting_pool(Duration::from_secs(3600));
+    drop(pool.allocate().unwrap());
+    let next = pool.allocate().unwrap();
+    assert_eq!(
+        next.port(),
+        base + 2,
+        "a fresh pair while the released one rests"
+    );
+    assert_eq!(pool.reused(), 0);
+    let last = pool.allocate().unwrap();
+    assert_eq!(last.port(), base + 4);
+    // The range is used up: rather than refuse, the resting pair serves early.
+    let early = pool.allocate().unwrap();
+    assert_eq!(early.port(), base);
+    assert_eq!(pool.reused(), 1);
+    assert!(matches!(pool.allocate(), Err(PortError::Exhausted { .. })));
+}
+
+#[test]
+fn a_pair_that_hears_anything_while_resting_is_closed_not_reused() {
+    let (pool, base) = resting_pool(Duration::ZERO);
+    let first = pool.allocate().unwrap();
+    let rtcp = SocketAddr::new(LOCALHOST, first.port() + 1);
+    drop(first);
+    // A peer of the old call still sending (to the RTCP port: either socket counts).
+    let stray = UdpSocket::bind((LOCALHOST, 0)).unwrap();
+    stray.send_to(b"still here", rtcp).unwrap();
+
+    let next = pool.allocate().unwrap();
+    assert_eq!(
+        pool.reused(),
+        0,
+        "the pair that heard something is not handed out"
+    );
+    assert_eq!(
+        next.port(),
+        base + 2,
+        "the search for a fresh pair moves on"
+    );
+    assert_eq!(pool.resting(), 0);
+    // Its sockets were closed: the port is free for anybody.
+    UdpSocket::bind(rtcp).expect("the stray pair's port was released");
+}
+
+#[test]
+fn pairs_whose_sockets_are_still_held_or_beyond_the_bound_are_closed() {
+    let (pool, base) = resting_pool(Duration::ZERO);
+    let pairs: Vec<_> = (0..3).map(|_| pool.allocate().unwrap()).collect();
+    // A holder (a player still streaming) keeps the first pair's RTP socket.
+    let holder = Arc::clone(pairs[0].rtp());
+    let mut pairs = pairs.into_iter();
+    drop(pairs.next());
+    assert_eq!(
+        pool.resting(),
+        0,
+        "a pair still held elsewhere does not rest"
+    );
+    assert!(
+        UdpSocket::bind((LOCALHOST, base)).is_err(),
+        "the holder keeps it bound"
+    );
+    drop(holder);
+    UdpSocket::bind((LOCALHOST, base)).expect("closed with its last holder");
+    // Two may rest; the third released is closed.
+    drop(pairs);
+    assert_eq!((pool.leased(), pool.resting()), (0, 2));
 }

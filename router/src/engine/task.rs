@@ -641,22 +641,22 @@ impl CallTask {
             listener.stop().await;
         }
         let caller = Leg {
-            socket: self.caller.ports.rtp.clone(),
+            socket: self.caller.ports.rtp().clone(),
             remote: self.caller.negotiated.remote,
             format: (&self.caller.negotiated).into(),
             latching: false,
             rtcp: Some(RtcpEndpoint {
-                socket: self.caller.ports.rtcp.clone(),
+                socket: self.caller.ports.rtcp().clone(),
                 remote: self.caller.negotiated.remote_rtcp,
             }),
         };
         let callee = Leg {
-            socket: media.ports.rtp.clone(),
+            socket: media.ports.rtp().clone(),
             remote: media.negotiated.remote,
             format: (&media.negotiated).into(),
             latching: media.latching,
             rtcp: Some(RtcpEndpoint {
-                socket: media.ports.rtcp.clone(),
+                socket: media.ports.rtcp().clone(),
                 remote: media.negotiated.remote_rtcp,
             }),
         };
@@ -700,7 +700,7 @@ impl CallTask {
         }
         self.listener = Some(Listener::spawn(
             ListenerConfig {
-                socket: self.caller.ports.rtp.clone(),
+                socket: self.caller.ports.rtp().clone(),
                 remote: self.caller.negotiated.remote,
                 latching: false,
                 latch_window: media::rtp::latch::DEFAULT_LATCH_WINDOW,
@@ -719,7 +719,7 @@ impl CallTask {
         let services = self.services.clone();
         let done = self.prompt_done.0.clone();
         let sender = self.rtp_sender.take().unwrap_or_else(Sender::random);
-        let socket = self.caller.ports.rtp.clone();
+        let socket = self.caller.ports.rtp().clone();
         let negotiated = self.caller.negotiated;
         tokio::spawn(async move {
             let (error, sender) =
