@@ -117,7 +117,7 @@ pub async fn start(config: AppConfig) -> anyhow::Result<Running> {
             std::net::IpAddr::from([0, 0, 0, 0]),
             config.media.rtp_ports.first(),
             config.media.rtp_ports.last(),
-            descriptors.resting_pairs,
+            descriptors.open_pairs,
             media::ports::DEFAULT_REST,
         )
         .context("the [media] rtp_ports range")?,
@@ -269,10 +269,11 @@ const DESCRIPTORS_PER_CALL: u64 = 5;
 struct DescriptorBudget {
     /// Calls live at once at most.
     max_calls: usize,
-    /// Released RTP pairs that may rest with their sockets open (two descriptors each): an
-    /// eighth of what the reserve leaves, enough for 250 ms of releases at ~2,300 calls/s
-    /// under the container limit of 20,000 here.
-    resting_pairs: usize,
+    /// RTP port pairs open at once at most, leased and resting (two descriptors each): what
+    /// is left for them once every call may hold a listener's duplicate. Released pairs rest
+    /// with their sockets open only within it, so resting pairs take descriptors that calls
+    /// are not using and give them back as calls need them.
+    open_pairs: usize,
 }
 
 impl DescriptorBudget {
@@ -287,17 +288,17 @@ impl DescriptorBudget {
             }
         };
         let usable = limit.saturating_sub(RESERVED_DESCRIPTORS);
-        let resting_pairs = usable / 16;
-        let calls = (usable - 2 * resting_pairs) / DESCRIPTORS_PER_CALL;
+        let calls = usable / DESCRIPTORS_PER_CALL;
+        let open_pairs = (usable - calls) / 2;
         tracing::info!(
             open_files = limit,
             max_calls = calls,
-            resting_rtp_pairs = resting_pairs,
+            rtp_pairs_open = open_pairs,
             "call limit from the open-files limit"
         );
         Self {
             max_calls: usize::try_from(calls).unwrap_or(usize::MAX).max(1),
-            resting_pairs: usize::try_from(resting_pairs).unwrap_or(usize::MAX),
+            open_pairs: usize::try_from(open_pairs).unwrap_or(usize::MAX),
         }
     }
 }

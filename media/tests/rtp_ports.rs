@@ -104,7 +104,7 @@ fn ranges_without_a_pair_are_rejected() {
     );
 }
 
-/// A pool of three pairs whose released pairs rest `rest`, at most two of them.
+/// A pool of three pairs whose released pairs rest `rest` while at most two pairs are open.
 fn resting_pool(rest: Duration) -> (PortPool, u16) {
     let base = free_range();
     let pool = PortPool::with_resting(LOCALHOST, base, base + 5, 2, rest).unwrap();
@@ -149,7 +149,9 @@ fn a_released_pair_rests_then_serves_again_with_the_same_sockets() {
 
 #[test]
 fn a_pair_is_not_reused_before_it_has_rested_unless_the_range_is_used_up() {
-    let (pool, base) = resting_pool(Duration::from_secs(3600));
+    let base = free_range();
+    let pool =
+        PortPool::with_resting(LOCALHOST, base, base + 5, 4, Duration::from_secs(3600)).unwrap();
     drop(pool.allocate().unwrap());
     let next = pool.allocate().unwrap();
     assert_eq!(
@@ -194,25 +196,55 @@ fn a_pair_that_hears_anything_while_resting_is_closed_not_reused() {
 }
 
 #[test]
-fn pairs_whose_sockets_are_still_held_or_beyond_the_bound_are_closed() {
+fn pairs_whose_sockets_are_still_held_or_beyond_the_share_are_closed() {
     let (pool, base) = resting_pool(Duration::ZERO);
-    let pairs: Vec<_> = (0..3).map(|_| pool.allocate().unwrap()).collect();
-    // A holder (a player still streaming) keeps the first pair's RTP socket.
-    let holder = Arc::clone(pairs[0].rtp());
-    let mut pairs = pairs.into_iter();
-    drop(pairs.next());
+    let mut pairs = (0..3).map(|_| pool.allocate().unwrap());
+    let (first, second, third) = (
+        pairs.next().unwrap(),
+        pairs.next().unwrap(),
+        pairs.next().unwrap(),
+    );
+    // Three pairs open, two at most may be: the first released is closed.
+    drop(first);
+    assert_eq!(pool.resting(), 0);
+    UdpSocket::bind((LOCALHOST, base)).expect("closed beyond the share");
+    // A holder (a player still streaming) keeps the second pair's RTP socket.
+    let holder = Arc::clone(second.rtp());
+    drop(second);
     assert_eq!(
         pool.resting(),
         0,
         "a pair still held elsewhere does not rest"
     );
     assert!(
-        UdpSocket::bind((LOCALHOST, base)).is_err(),
+        UdpSocket::bind((LOCALHOST, base + 2)).is_err(),
         "the holder keeps it bound"
     );
     drop(holder);
-    UdpSocket::bind((LOCALHOST, base)).expect("closed with its last holder");
-    // Two may rest; the third released is closed.
-    drop(pairs);
-    assert_eq!((pool.leased(), pool.resting()), (0, 2));
+    UdpSocket::bind((LOCALHOST, base + 2)).expect("closed with its last holder");
+    drop(third);
+    assert_eq!(
+        (pool.leased(), pool.resting()),
+        (0, 1),
+        "within the share: rests"
+    );
+}
+
+#[test]
+fn a_new_lease_beyond_the_share_closes_the_longest_resting_pair() {
+    let base = free_range();
+    let pool =
+        PortPool::with_resting(LOCALHOST, base, base + 5, 2, Duration::from_secs(3600)).unwrap();
+    let first = pool.allocate().unwrap();
+    let _second = pool.allocate().unwrap();
+    drop(first);
+    assert_eq!(pool.resting(), 1);
+    let third = pool.allocate().unwrap();
+    assert_eq!(
+        third.port(),
+        base + 4,
+        "a fresh pair: the resting one has not rested"
+    );
+    assert_eq!(pool.resting(), 0, "closed to keep two pairs open");
+    UdpSocket::bind((LOCALHOST, base)).expect("the closed pair's port is free");
 }
