@@ -622,53 +622,84 @@ fn count_pattern(rtp: &RtpEndpoint, byte: u8) -> usize {
         .count()
 }
 
-#[tokio::test]
-async fn a_caller_on_hold_is_sent_no_media_until_it_resumes() {
+/// Which party of a [`SipBridge`] puts the call on hold.
+#[derive(Clone, Copy)]
+enum Holder {
+    Caller,
+    Callee,
+}
+
+/// One party holds the call by re-INVITE (sendonly) and then resumes it: it is answered
+/// recvonly and sent no media meanwhile, while its own audio (music on hold) still reaches the
+/// other party.
+async fn hold_and_resume(holder: Holder) {
     let hook = webhook().await;
     let bridge = sip_bridge(&hook, |callee| {
         format!("<Response><Dial><Sip>{callee}</Sip></Dial></Response>")
     })
     .await;
     let (call, incoming) = (&bridge.call, &bridge.incoming);
-    let (caller_rtp, callee_rtp) = (&bridge.caller_rtp, &bridge.callee_rtp);
+    // The holder's RTP and the byte its audio carries; the other party's.
+    let (holder_rtp, holder_byte, other_rtp, other_byte) = match holder {
+        Holder::Caller => (&bridge.caller_rtp, 0x44, &bridge.callee_rtp, 0x55),
+        Holder::Callee => (&bridge.callee_rtp, 0x55, &bridge.caller_rtp, 0x44),
+    };
+    let reinvite = |sdp: String| async move {
+        match holder {
+            Holder::Caller => call.reinvite(&sdp).await,
+            Holder::Callee => incoming.reinvite(&sdp).await,
+        }
+    };
 
-    // Hold: the caller offers sendonly and is answered recvonly; the callee's audio stops
-    // reaching it, while its own (music on hold) still reaches the callee.
-    let hold = format!("{}a=sendonly\r\n", caller_rtp.sdp_offer());
-    let response = call.reinvite(&hold).await;
+    let response = reinvite(format!("{}a=sendonly\r\n", holder_rtp.sdp_offer())).await;
     assert_eq!(response.status.code(), 200);
     let answer = String::from_utf8(response.body.to_vec()).unwrap();
     assert!(answer.contains("a=recvonly"), "{answer}");
     // The relay applies the hold within a few ms of the 200; packets already on their way may
     // still land, so wait for the count to stand still, then watch it stay still.
-    let mut held_at = count_pattern(caller_rtp, 0x55);
+    let mut held_at = count_pattern(holder_rtp, other_byte);
     for _ in 0..10 {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let now = count_pattern(caller_rtp, 0x55);
+        let now = count_pattern(holder_rtp, other_byte);
         if now == held_at {
             break;
         }
         held_at = now;
     }
-    let callee_heard = count_pattern(callee_rtp, 0x44);
+    let other_heard = count_pattern(other_rtp, holder_byte);
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(
-        count_pattern(caller_rtp, 0x55),
+        count_pattern(holder_rtp, other_byte),
         held_at,
-        "media reached the caller while it held the call"
+        "media reached the party while it held the call"
     );
     assert!(
-        count_pattern(callee_rtp, 0x44) >= callee_heard + 10,
-        "the holding caller's audio must still reach the callee"
+        count_pattern(other_rtp, holder_byte) >= other_heard + 10,
+        "the holding party's audio must still reach the other"
     );
 
-    // Resume: the callee's audio flows to the caller again.
-    let response = call.reinvite(&caller_rtp.sdp_offer()).await;
+    // Resume: the other party's audio flows to the holder again.
+    let response = reinvite(holder_rtp.sdp_offer()).await;
     assert_eq!(response.status.code(), 200);
-    wait_pattern(caller_rtp, 0x55, held_at + 10).await;
+    let answer = String::from_utf8(response.body.to_vec()).unwrap();
+    assert!(
+        !answer.contains("a=recvonly") && !answer.contains("a=inactive"),
+        "{answer}"
+    );
+    wait_pattern(holder_rtp, other_byte, held_at + 10).await;
 
     assert_eq!(call.bye().await.status.code(), 200);
     incoming.wait_bye(WAIT).await;
+}
+
+#[tokio::test]
+async fn a_caller_on_hold_is_sent_no_media_until_it_resumes() {
+    hold_and_resume(Holder::Caller).await;
+}
+
+#[tokio::test]
+async fn a_sip_callee_on_hold_is_sent_no_media_until_it_resumes() {
+    hold_and_resume(Holder::Callee).await;
 }
 
 #[tokio::test]

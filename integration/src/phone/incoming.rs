@@ -123,6 +123,12 @@ impl IncomingCall {
             .await
     }
 
+    /// Sends a re-INVITE offering `sdp` in the dialog (ACKing a 2xx) and returns its final
+    /// response.
+    pub async fn reinvite(&self, sdp: &str) -> Response {
+        self.inner.reinvite(self.call_id(), sdp).await
+    }
+
     async fn in_dialog(&self, method: Method, body: Option<(&str, &str)>) -> Response {
         self.inner.in_dialog(self.call_id(), method, body).await
     }

@@ -296,6 +296,24 @@ impl Inner {
         self.non_invite_transaction(request, to).await
     }
 
+    /// Sends a re-INVITE offering `sdp` in call `call_id`'s dialog (either direction), ACKs a
+    /// 2xx, and returns the final response.
+    async fn reinvite(self: &Arc<Self>, call_id: &CallId, sdp: &str) -> Response {
+        let (mut request, to) = self.dialog_request(call_id, Method::Invite);
+        request.headers.push("Content-Type", "application/sdp");
+        request.body = Bytes::from(sdp.to_owned());
+        let cseq = request.headers.cseq.seq;
+        let response = self.non_invite_transaction(request, to).await;
+        if response.status.is_success() {
+            // RFC 3261 §13.2.2.4: the ACK for a 2xx is its own transaction in the dialog,
+            // carrying the INVITE's CSeq number.
+            let (mut ack, to) = self.dialog_request(call_id, Method::Ack);
+            ack.headers.cseq.seq = cseq;
+            self.transmit(Message::Request(ack), to).await;
+        }
+        response
+    }
+
     fn local_uri(&self, user: &str) -> Uri {
         Uri::sip(
             Some(user),

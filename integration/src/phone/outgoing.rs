@@ -237,22 +237,10 @@ impl OutgoingCall {
             .await
     }
 
-    /// Sends a re-INVITE offering `sdp` in the dialog (hold, unhold), ACKs a 2xx to it, and
-    /// returns its final response.
+    /// Sends a re-INVITE offering `sdp` in the dialog (ACKing a 2xx) and returns its final
+    /// response.
     pub async fn reinvite(&self, sdp: &str) -> Response {
-        let (mut request, to) = self.inner.dialog_request(self.call_id(), Method::Invite);
-        request.headers.push("Content-Type", "application/sdp");
-        request.body = Bytes::from(sdp.to_owned());
-        let cseq = request.headers.cseq.seq;
-        let response = self.inner.non_invite_transaction(request, to).await;
-        if response.status.is_success() {
-            // RFC 3261 §13.2.2.4: the ACK for a 2xx is its own transaction in the dialog,
-            // carrying the INVITE's CSeq number.
-            let (mut ack, to) = self.inner.dialog_request(self.call_id(), Method::Ack);
-            ack.headers.cseq.seq = cseq;
-            self.inner.transmit(Message::Request(ack), to).await;
-        }
-        response
+        self.inner.reinvite(self.call_id(), sdp).await
     }
 
     /// Waits for Tandem's BYE in this call (already answered 200 by the phone).

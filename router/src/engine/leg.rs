@@ -59,6 +59,8 @@ pub(super) enum LegUpdate {
     Ended,
     /// The answered party pressed keys out of band (a client's `dtmf`), for the caller.
     Digits(String),
+    /// The answered party put the call on hold (`true`) or took it off (its re-INVITE).
+    Held(bool),
 }
 
 impl LegUpdate {
@@ -69,7 +71,7 @@ impl LegUpdate {
             LegUpdate::Answered(_) => LegEvent::Answered,
             LegUpdate::Failed(failure) => LegEvent::Failed(*failure),
             LegUpdate::Ended => LegEvent::Ended,
-            LegUpdate::Digits(_) => return None,
+            LegUpdate::Digits(_) | LegUpdate::Held(_) => return None,
         })
     }
 }
@@ -100,6 +102,8 @@ pub(super) struct LegContext {
     pub ports: Option<RtpPorts>,
     /// Our SDP offer for this leg.
     pub offer: Session,
+    /// The media address of our offer (a re-INVITE is answered from it).
+    pub media: SocketAddr,
     /// Max-Forwards of a SIP leg: the caller's, decremented.
     pub max_forwards: u32,
 }
@@ -338,10 +342,20 @@ pub(super) async fn sip(mut leg: LegContext, uri: Uri, to: Uri, target: Target) 
                 }
                 let mut response = request.response(StatusCode::OK, None);
                 if request.method == Method::Invite {
-                    // A re-INVITE (hold, refresh): keep the session as it is.
+                    // A re-INVITE (hold, refresh): answered like the caller's; a callee that
+                    // holds is sent nothing until it offers media again.
                     response.headers.contact = Contact::Addresses(vec![contact.clone()]);
                     response.headers.push("Content-Type", "application/sdp");
-                    response.body = leg.offer.to_string().into_bytes().into();
+                    let body = match super::task::answer_reoffer(&request.body, leg.media) {
+                        Some((answer, held)) => {
+                            if answered {
+                                leg.report(LegUpdate::Held(held));
+                            }
+                            answer
+                        }
+                        None => leg.offer.to_string(),
+                    };
+                    response.body = body.into_bytes().into();
                 }
                 endpoint.respond(&key, response);
                 if ends {

@@ -115,6 +115,8 @@ struct LegHandle {
     commands: mpsc::UnboundedSender<LegCommand>,
     media: Option<LegMedia>,
     record: usize,
+    /// The party holds the call (its re-INVITE): it is sent no media.
+    held: bool,
 }
 
 struct CallTask {
@@ -392,21 +394,17 @@ impl CallTask {
                         response.headers.contact =
                             Contact::Addresses(vec![self.caller.contact.clone()]);
                         response.headers.push("Content-Type", "application/sdp");
-                        let answer = Session::parse(&request.body)
-                            .and_then(|offer| sdp::answer(&offer, self.caller.media, &CODECS));
-                        let body = match answer {
-                            Ok(answer) => {
-                                // Hold (RFC 3264 §8.4; RFC 2543's c=0.0.0.0 too): the caller
-                                // is sent nothing until an offer asks for media again.
-                                let negotiated = &answer.negotiated;
-                                self.caller_held = !negotiated.direction.is_sending()
-                                    || negotiated.remote.ip().is_unspecified();
+                        let body = match answer_reoffer(&request.body, self.caller.media) {
+                            Some((answer, held)) => {
+                                // The caller is sent nothing until an offer asks for media
+                                // again.
+                                self.caller_held = held;
                                 if let Some((_, relay)) = &self.relay {
-                                    relay.hold(Side::A, self.caller_held);
+                                    relay.hold(Side::A, held);
                                 }
-                                answer.session.to_string()
+                                answer
                             }
-                            Err(_) => self.caller.answer_sdp.clone(),
+                            None => self.caller.answer_sdp.clone(),
                         };
                         response.body = body.into_bytes().into();
                         endpoint.respond(&key, response);
@@ -419,6 +417,15 @@ impl CallTask {
 
     async fn leg_report(&mut self, call: &mut Call, report: LegReport, record: &mut CallRecord) {
         let Some(event) = report.update.event() else {
+            if let LegUpdate::Held(held) = report.update {
+                if let Some(handle) = self.legs.get_mut(&report.sid) {
+                    handle.held = held;
+                }
+                if let Some((_, relay)) = self.relay.as_ref().filter(|(sid, _)| *sid == report.sid)
+                {
+                    relay.hold(Side::B, held);
+                }
+            }
             if let LegUpdate::Digits(digits) = &report.update {
                 // Only the party bridged to the caller can press keys at the caller.
                 if let Some((_, relay)) = self.relay.as_ref().filter(|(sid, _)| *sid == report.sid)
@@ -437,7 +444,7 @@ impl CallTask {
                     LegUpdate::Failed(LegFailure::Busy | LegFailure::Rejected) => "busy",
                     LegUpdate::Failed(LegFailure::NoAnswer) => "no-answer",
                     LegUpdate::Failed(LegFailure::Failed) => "failed",
-                    LegUpdate::Digits(_) => leg.status,
+                    LegUpdate::Digits(_) | LegUpdate::Held(_) => leg.status,
                 };
             }
             if let LegUpdate::Answered(media) = report.update {
@@ -499,6 +506,7 @@ impl CallTask {
                     caller_id: caller_id.to_owned(),
                     to: to.to_owned(),
                     ports: Some(ports),
+                    media: local,
                     max_forwards: hops_left.saturating_sub(1),
                     offer: sdp::offer(local, &CODECS, rand::random::<u32>().into()),
                 };
@@ -513,6 +521,7 @@ impl CallTask {
                         commands: commands_tx,
                         media: None,
                         record: record.legs.len() - 1,
+                        held: false,
                     },
                 );
                 let span = tracing::info_span!("leg", leg_sid = %sid);
@@ -668,11 +677,14 @@ impl CallTask {
         if self.caller_held {
             relay.hold(Side::A, true);
         }
-        self.relay = Some((sid.clone(), relay));
         // The leg's ports stay leased until the leg is dropped from the table.
         if let Some(handle) = self.legs.get_mut(&sid) {
+            if handle.held {
+                relay.hold(Side::B, true);
+            }
             handle.media = Some(media);
         }
+        self.relay = Some((sid.clone(), relay));
     }
 
     /// Ends the relay with `sid`, if bridged to it.
@@ -951,6 +963,19 @@ fn display_user(from: &NameAddr) -> String {
         .map(str::to_owned)
         .or_else(|| from.display_name.clone())
         .unwrap_or_else(|| "anonymous".to_owned())
+}
+
+/// The answer to a re-INVITE's offer (hold, session refresh) from the same `local` port and
+/// codecs, with the direction mirrored (RFC 3264 §6.1: sendonly gets recvonly), and whether
+/// the offer holds the call (RFC 3264 §8.4: sendonly or inactive; RFC 2543's c=0.0.0.0 too).
+/// `None`: no usable offer (the session as answered before stands).
+pub(super) fn answer_reoffer(body: &[u8], local: SocketAddr) -> Option<(String, bool)> {
+    let answer = Session::parse(body)
+        .and_then(|offer| sdp::answer(&offer, local, &CODECS))
+        .ok()?;
+    let negotiated = &answer.negotiated;
+    let held = !negotiated.direction.is_sending() || negotiated.remote.ip().is_unspecified();
+    Some((answer.session.to_string(), held))
 }
 
 /// The digit of a SIP INFO carrying DTMF (`application/dtmf-relay`: `Signal=5`, or
