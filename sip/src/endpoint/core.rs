@@ -119,6 +119,8 @@ struct ServerEntry {
     /// server transactions have no timer of their own, so a call task that never answers would
     /// otherwise keep the transaction forever.
     answer_by: Option<Instant>,
+    /// The earliest of this transaction's deadlines queued in the timer heap.
+    armed: Option<Instant>,
 }
 
 struct ClientEntry {
@@ -129,6 +131,8 @@ struct ClientEntry {
     events: Option<mpsc::UnboundedSender<ClientEvent>>,
     /// For an INVITE we sent: the owner of the dialogs its responses create.
     dialog: Option<mpsc::UnboundedSender<CallEvent>>,
+    /// The earliest of this transaction's deadlines queued in the timer heap.
+    armed: Option<Instant>,
 }
 
 /// RFC 3261 §8.2.2.2: requests without a To tag are "merged" when From tag, Call-ID and CSeq
@@ -284,6 +288,7 @@ impl Core {
                     let Some(entry) = self.servers.get_mut(&key) else {
                         continue;
                     };
+                    disarm(&mut entry.armed, now);
                     if entry.transaction.poll_timeout().is_some_and(|t| t <= now) {
                         entry.transaction.handle_timeout(now);
                     }
@@ -293,6 +298,7 @@ impl Core {
                     let Some(entry) = self.clients.get_mut(&key) else {
                         continue;
                     };
+                    disarm(&mut entry.armed, now);
                     if entry.transaction.poll_timeout().is_some_and(|t| t <= now) {
                         entry.transaction.handle_timeout(now);
                     }
@@ -492,6 +498,7 @@ impl Core {
                 merge_key: if merged { None } else { merge_key },
                 answer_by: None,
                 origin,
+                armed: None,
             }),
         );
         self.shared
@@ -924,6 +931,7 @@ impl Core {
                 target,
                 events: Some(events),
                 dialog,
+                armed: None,
             }),
         );
         self.shared
@@ -963,10 +971,12 @@ impl Core {
                 .server_transactions
                 .fetch_sub(1, Ordering::Relaxed);
         } else if let Some(at) = entry.transaction.poll_timeout() {
-            self.deadlines.push(Deadline {
-                at,
-                owner: TimerOwner::Server(key.clone()),
-            });
+            if arm(&mut entry.armed, at) {
+                self.deadlines.push(Deadline {
+                    at,
+                    owner: TimerOwner::Server(key.clone()),
+                });
+            }
         }
     }
 
@@ -1006,11 +1016,33 @@ impl Core {
                 .client_transactions
                 .fetch_sub(1, Ordering::Relaxed);
         } else if let Some(at) = entry.transaction.poll_timeout() {
-            self.deadlines.push(Deadline {
-                at,
-                owner: TimerOwner::Client(key.clone()),
-            });
+            if arm(&mut entry.armed, at) {
+                self.deadlines.push(Deadline {
+                    at,
+                    owner: TimerOwner::Client(key.clone()),
+                });
+            }
         }
+    }
+}
+
+/// Whether a transaction's next deadline `at` needs a heap entry: only when none of its
+/// entries comes at or before it. A transaction is driven after every message it handles, and
+/// queueing a deadline each time made several entries per transaction (the heap of a busy
+/// endpoint holds ~100,000 of them and every pop sifts through it).
+fn arm(armed: &mut Option<Instant>, at: Instant) -> bool {
+    if armed.is_some_and(|earliest| earliest <= at) {
+        return false;
+    }
+    *armed = Some(at);
+    true
+}
+
+/// A heap entry of the transaction fired at `now`: if its earliest entry is due, none of its
+/// entries is known to be queued any more (later ones may be; they fire harmlessly).
+fn disarm(armed: &mut Option<Instant>, now: Instant) {
+    if armed.is_some_and(|earliest| earliest <= now) {
+        *armed = None;
     }
 }
 
