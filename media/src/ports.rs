@@ -184,6 +184,7 @@ impl PortPool {
             state.held.remove(&oldest.port);
         }
         let mut port = state.cursor;
+        let mut out_of_descriptors = None;
         for _ in 0..self.capacity() {
             let candidate = port;
             port = if u32::from(candidate) + 3 > u32::from(inner.last) {
@@ -199,7 +200,8 @@ impl PortPool {
                 // Out of descriptors: every other port would fail the same way, so stop
                 // rather than try the whole range for each call.
                 Err(error) if is_descriptor_exhaustion(&error) => {
-                    return Err(PortError::Descriptors(error));
+                    out_of_descriptors = Some(error);
+                    break;
                 }
                 Err(_) => continue,
             };
@@ -213,15 +215,18 @@ impl PortPool {
                 Arc::new(rtcp),
             ));
         }
-        // Rather than refuse the call, a pair that has not rested its full time will do, if
-        // it is silent.
+        // Rather than refuse the call (no free port, or no descriptor for a new socket), a
+        // pair that has not rested its full time will do, if it is silent.
         if let Some(rested) = take_rested(&mut state, Duration::ZERO) {
             drop(state);
             return Ok(self.reuse(rested));
         }
-        Err(PortError::Exhausted {
-            first: inner.first,
-            last: inner.last,
+        Err(match out_of_descriptors {
+            Some(error) => PortError::Descriptors(error),
+            None => PortError::Exhausted {
+                first: inner.first,
+                last: inner.last,
+            },
         })
     }
 
