@@ -9,11 +9,12 @@
 //!
 //! A released pair whose sockets nobody else holds any more *rests* with its sockets open
 //! (resting pairs cut a call's CPU by 8 %, measured: creating, binding and closing four
-//! sockets per call is that costly): the pair that has rested longest is handed out again once it has rested
-//! [`PortPool::with_resting`]'s minimum, but only if nothing at all arrived on either socket
-//! while it rested. A peer of the old call still sending (a stream that did not stop at BYE)
-//! therefore never reaches the next call: such a pair is closed instead. Resting pairs are
-//! bounded (they hold descriptors); beyond the bound a released pair is closed.
+//! sockets per call is that costly). The pair that has rested longest is handed out again once
+//! it has rested [`PortPool::with_resting`]'s minimum, but only if nothing at all arrived on
+//! either socket while it rested: a peer of the old call still sending (a stream that did not
+//! stop at BYE) therefore never reaches the next call; such a pair is closed instead. Pairs
+//! hold descriptors, so they rest only while leased and resting pairs together stay within the
+//! pool's share; a new lease beyond it closes the longest-resting pair.
 //!
 //! The sockets are plain non-blocking std sockets, registered with no reactor: whoever reads
 //! one registers it for as long as it reads (the DTMF listener with the runtime, a relay with

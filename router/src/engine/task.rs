@@ -417,21 +417,27 @@ impl CallTask {
 
     async fn leg_report(&mut self, call: &mut Call, report: LegReport, record: &mut CallRecord) {
         let Some(event) = report.update.event() else {
-            if let LegUpdate::Held(held) = report.update {
-                if let Some(handle) = self.legs.get_mut(&report.sid) {
-                    handle.held = held;
+            // Only the party bridged to the caller holds the relay or presses keys at the caller.
+            let bridged = self
+                .relay
+                .as_ref()
+                .filter(|(sid, _)| *sid == report.sid)
+                .map(|(_, relay)| relay);
+            match &report.update {
+                LegUpdate::Held(held) => {
+                    if let Some(handle) = self.legs.get_mut(&report.sid) {
+                        handle.held = *held;
+                    }
+                    if let Some(relay) = bridged {
+                        relay.hold(Side::B, *held);
+                    }
                 }
-                if let Some((_, relay)) = self.relay.as_ref().filter(|(sid, _)| *sid == report.sid)
-                {
-                    relay.hold(Side::B, held);
+                LegUpdate::Digits(digits) => {
+                    if let Some(relay) = bridged {
+                        relay.send_dtmf(Side::A, digits);
+                    }
                 }
-            }
-            if let LegUpdate::Digits(digits) = &report.update {
-                // Only the party bridged to the caller can press keys at the caller.
-                if let Some((_, relay)) = self.relay.as_ref().filter(|(sid, _)| *sid == report.sid)
-                {
-                    relay.send_dtmf(Side::A, digits);
-                }
+                _ => {}
             }
             return;
         };
