@@ -74,12 +74,18 @@ fn the_leased_sockets_are_non_blocking_and_carry_traffic() {
     assert_eq!(empty.kind(), std::io::ErrorKind::WouldBlock);
     let peer = UdpSocket::bind((LOCALHOST, 0)).unwrap();
     peer.send_to(b"rtp", ports.local_addr()).unwrap();
-    ports.rtp().set_nonblocking(false).unwrap();
-    ports
-        .rtp()
-        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
-        .unwrap();
-    let (length, from) = ports.rtp().recv_from(&mut buffer).unwrap();
+    // The socket stays non-blocking (the pool relies on its holders keeping it so): wait for
+    // the datagram by polling.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let (length, from) = loop {
+        match ports.rtp().recv_from(&mut buffer) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                assert!(std::time::Instant::now() < deadline, "no datagram");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            other => break other.unwrap(),
+        }
+    };
     assert_eq!(&buffer[..length], b"rtp");
     assert_eq!(from, peer.local_addr().unwrap());
 }

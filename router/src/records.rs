@@ -58,7 +58,8 @@ pub struct CallRecords {
 
 #[derive(Debug, Default)]
 struct Inner {
-    live: DashMap<CallSid, CallRecord>,
+    /// Shared with the call task, which keeps what it published last to compare with.
+    live: DashMap<CallSid, Arc<CallRecord>>,
     recent: Mutex<VecDeque<CallRecord>>,
     outcomes: Outcomes,
     overload: AtomicU64,
@@ -93,7 +94,7 @@ impl Metrics {
 
 impl CallRecords {
     /// Inserts or replaces a live call's record.
-    pub fn update(&self, record: CallRecord) {
+    pub fn update(&self, record: Arc<CallRecord>) {
         self.inner.live.insert(record.sid.clone(), record);
     }
 
@@ -131,14 +132,19 @@ impl CallRecords {
     pub fn get(&self, sid: &str) -> Option<CallRecord> {
         let sid = CallSid::parse(sid)?;
         if let Some(record) = self.inner.live.get(&sid) {
-            return Some(record.clone());
+            return Some(CallRecord::clone(&record));
         }
         self.recent().iter().rev().find(|r| r.sid == sid).cloned()
     }
 
     /// Live calls (oldest first), then recent ones (newest first).
     pub fn list(&self) -> Vec<CallRecord> {
-        let mut live: Vec<CallRecord> = self.inner.live.iter().map(|r| r.clone()).collect();
+        let mut live: Vec<CallRecord> = self
+            .inner
+            .live
+            .iter()
+            .map(|r| CallRecord::clone(&r))
+            .collect();
         live.sort_by(|a, b| a.start_time.cmp(&b.start_time));
         live.extend(self.recent().iter().rev().cloned());
         live
@@ -208,8 +214,8 @@ mod tests {
     #[test]
     fn live_then_recent_with_outcome_counters() {
         let records = CallRecords::default();
-        records.update(record(1, CallStatus::Ringing));
-        records.update(record(2, CallStatus::InProgress));
+        records.update(Arc::new(record(1, CallStatus::Ringing)));
+        records.update(Arc::new(record(2, CallStatus::InProgress)));
         assert_eq!(records.active(), 2);
         records.finish(record(1, CallStatus::Busy));
         assert_eq!(records.active(), 1);

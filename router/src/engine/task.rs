@@ -68,7 +68,7 @@ pub(super) async fn run(
         };
         // Listed before anything can wait: a drain counts this call from now on, and no
         // longer needs the endpoint to count it as handed over.
-        services.records.update(record.clone());
+        services.records.update(Arc::new(record.clone()));
         incoming.mark_taken();
         let Some(task) = CallTask::prepare(&services, incoming, &mut record).await else {
             record.end_time = Some(rfc3339(SystemTime::now()));
@@ -138,7 +138,7 @@ struct CallTask {
     caller_held: bool,
     legs: HashMap<CallSid, LegHandle>,
     /// The record as last published to the call table.
-    published: Option<CallRecord>,
+    published: Option<Arc<CallRecord>>,
     leg_reports: (
         mpsc::UnboundedSender<LegReport>,
         mpsc::UnboundedReceiver<LegReport>,
@@ -819,9 +819,10 @@ impl CallTask {
         if record.end_time.is_none() {
             record.end_time = ended.map(wall);
         }
-        if self.published.as_ref() != Some(record) {
-            self.services.records.update(record.clone());
-            self.published = Some(record.clone());
+        if self.published.as_deref() != Some(record) {
+            let published = Arc::new(record.clone());
+            self.services.records.update(Arc::clone(&published));
+            self.published = Some(published);
         }
     }
 

@@ -1,7 +1,7 @@
 //! The endpoint's state and decisions, driven by `handle_*(now, ..)` and drained with
 //! `poll_transmit`/`poll_timeout`. No sockets, no clock: the shell in `super::run` does that.
 
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,6 +10,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::limit::{RateLimit, SourceLimiter};
+use super::wheel::Wheel;
 use super::{CallEvent, Claim, ClientEvent, Command, IncomingCall, Origin, Shared};
 use crate::auth::{Challenger, Verdict};
 use crate::config::{Config, ListenTransport, User};
@@ -119,7 +120,7 @@ struct ServerEntry {
     /// server transactions have no timer of their own, so a call task that never answers would
     /// otherwise keep the transaction forever.
     answer_by: Option<Instant>,
-    /// The earliest of this transaction's deadlines queued in the timer heap.
+    /// The earliest of this transaction's deadlines queued in the timer wheel.
     armed: Option<Instant>,
 }
 
@@ -131,7 +132,7 @@ struct ClientEntry {
     events: Option<mpsc::UnboundedSender<ClientEvent>>,
     /// For an INVITE we sent: the owner of the dialogs its responses create.
     dialog: Option<mpsc::UnboundedSender<CallEvent>>,
-    /// The earliest of this transaction's deadlines queued in the timer heap.
+    /// The earliest of this transaction's deadlines queued in the timer wheel.
     armed: Option<Instant>,
 }
 
@@ -196,25 +197,6 @@ const TRANSACTIONS_CAPACITY: usize = 1 << 14;
 /// its owner is checked (see [`Core::check_owner`]).
 const OWNER_CHECK: Duration = Duration::from_secs(4);
 
-/// A timer deadline, ordered by time only (earliest first in the heap).
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Deadline {
-    at: Instant,
-    owner: TimerOwner,
-}
-
-impl Ord for Deadline {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        other.at.cmp(&self.at)
-    }
-}
-
-impl PartialOrd for Deadline {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
 /// The endpoint's state machine.
 pub struct Core {
     timers: Timers,
@@ -230,8 +212,8 @@ pub struct Core {
     clients: Table<Key, Box<ClientEntry>>,
     merged: Table<MergeKey, Key>,
     dialogs: Table<DialogKey, DialogRoute>,
-    /// Timer deadlines; stale entries are skipped when popped.
-    deadlines: BinaryHeap<Deadline>,
+    /// Timer deadlines; stale entries are skipped when they fire.
+    deadlines: Wheel<TimerOwner>,
     /// The per-source rate limit of requests from sources that are not trunks.
     limiter: Option<SourceLimiter>,
     /// Inbound messages queued behind the current one (see [`Core::set_backlog`]).
@@ -258,7 +240,7 @@ impl Core {
             clients: transaction_table(),
             merged: Table::default(),
             dialogs: Table::default(),
-            deadlines: BinaryHeap::new(),
+            deadlines: Wheel::new(now),
             limiter: config
                 .rate_limit_per_source
                 .map(|rate| SourceLimiter::new(RateLimit::per_second(rate), now)),
@@ -274,15 +256,12 @@ impl Core {
 
     /// When `handle_timeout` must next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.deadlines.peek().map(|d| d.at)
+        self.deadlines.poll_timeout()
     }
 
     /// Fires every transaction timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        while self.deadlines.peek().is_some_and(|d| d.at <= now) {
-            let Some(Deadline { owner, .. }) = self.deadlines.pop() else {
-                break;
-            };
+        while let Some(owner) = self.deadlines.pop(now) {
             match owner {
                 TimerOwner::Server(key) => {
                     let Some(entry) = self.servers.get_mut(&key) else {
@@ -332,10 +311,7 @@ impl Core {
 
     /// Arms a check of the transaction with `key` at `at` ([`Core::check_owner`]).
     fn check_owner_at(&mut self, at: Instant, key: &Key) {
-        self.deadlines.push(Deadline {
-            at,
-            owner: TimerOwner::Owner(key.clone()),
-        });
+        self.deadlines.insert(at, TimerOwner::Owner(key.clone()));
     }
 
     /// One transaction's check on its owner, [`OWNER_CHECK`] after it was handed over and then
@@ -972,10 +948,7 @@ impl Core {
                 .fetch_sub(1, Ordering::Relaxed);
         } else if let Some(at) = entry.transaction.poll_timeout() {
             if arm(&mut entry.armed, at) {
-                self.deadlines.push(Deadline {
-                    at,
-                    owner: TimerOwner::Server(key.clone()),
-                });
+                self.deadlines.insert(at, TimerOwner::Server(key.clone()));
             }
         }
     }
@@ -1017,19 +990,16 @@ impl Core {
                 .fetch_sub(1, Ordering::Relaxed);
         } else if let Some(at) = entry.transaction.poll_timeout() {
             if arm(&mut entry.armed, at) {
-                self.deadlines.push(Deadline {
-                    at,
-                    owner: TimerOwner::Client(key.clone()),
-                });
+                self.deadlines.insert(at, TimerOwner::Client(key.clone()));
             }
         }
     }
 }
 
-/// Whether a transaction's next deadline `at` needs a heap entry: only when none of its
+/// Whether a transaction's next deadline `at` needs a wheel entry: only when none of its
 /// entries comes at or before it. A transaction is driven after every message it handles, and
-/// queueing a deadline each time made several entries per transaction (the heap of a busy
-/// endpoint holds ~100,000 of them and every pop sifts through it).
+/// queueing a deadline each time made several entries per transaction (a busy endpoint holds
+/// ~100,000 of them).
 fn arm(armed: &mut Option<Instant>, at: Instant) -> bool {
     if armed.is_some_and(|earliest| earliest <= at) {
         return false;
@@ -1038,7 +1008,7 @@ fn arm(armed: &mut Option<Instant>, at: Instant) -> bool {
     true
 }
 
-/// A heap entry of the transaction fired at `now`: if its earliest entry is due, none of its
+/// A wheel entry of the transaction fired at `now`: if its earliest entry is due, none of its
 /// entries is known to be queued any more (later ones may be; they fire harmlessly).
 fn disarm(armed: &mut Option<Instant>, now: Instant) {
     if armed.is_some_and(|earliest| earliest <= now) {

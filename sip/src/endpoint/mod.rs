@@ -10,6 +10,7 @@
 mod core;
 mod limit;
 mod stats;
+mod wheel;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -404,7 +405,15 @@ async fn run(
                     item = next;
                 }
             }
-            Some(command) = commands.recv() => core.handle_command(Instant::now(), command),
+            Some(command) = commands.recv() => {
+                let now = Instant::now();
+                core.handle_command(now, command);
+                // Likewise for commands: call control sends several per call at once.
+                for _ in 1..INBOUND_BATCH {
+                    let Ok(command) = commands.try_recv() else { break };
+                    core.handle_command(now, command);
+                }
+            }
             _ = &mut timer, if armed.is_some() => {
                 armed = None;
                 let now = Instant::now();
@@ -424,7 +433,7 @@ async fn run(
     }
 }
 
-/// Inbound messages handled at most in one turn of the endpoint loop.
+/// Inbound messages (or commands) handled at most in one turn of the endpoint loop.
 const INBOUND_BATCH: usize = 32;
 
 impl Shared {

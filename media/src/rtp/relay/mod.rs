@@ -186,12 +186,16 @@ impl Relays {
         // Media that arrived before the bridge (a caller's audio while a dial rang, read by
         // nobody) is stale: forwarded, it would reach the other party as one burst. It is
         // dropped here, not in the thread, so that what arrives once this returns is relayed.
+        let mut sockets: [&UdpSocket; 4] = [&a.socket; 4];
+        let mut count = 0;
         for leg in [&a, &b] {
             let rtcp = leg.rtcp.as_ref().map(|rtcp| &*rtcp.socket);
             for socket in std::iter::once(&*leg.socket).chain(rtcp) {
-                crate::ports::discard_queued(socket, STALE_LIMIT);
+                sockets[count] = socket;
+                count += 1;
             }
         }
+        crate::ports::discard_queued(&sockets[..count], STALE_LIMIT);
         worker.send(worker::Command::Start(Box::new(worker::Start {
             id,
             a,
