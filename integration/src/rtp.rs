@@ -371,6 +371,12 @@ pub fn sdp_offer_for(addr: SocketAddr) -> String {
     sdp(addr, &[0, 8], Some(TELEPHONE_EVENT))
 }
 
+/// An SDP offer for media at `addr` listing only the payload types `codecs`, in order (0 and
+/// 8 with their rtpmap, any other number as it is), and telephone-event (101).
+pub fn sdp_offer_with(addr: SocketAddr, codecs: &[u8]) -> String {
+    sdp(addr, codecs, Some(TELEPHONE_EVENT))
+}
+
 /// An SDP answer to `offer` for media at `addr` (RFC 3264 §6.1): the first of PCMU/PCMA the
 /// offer lists, and telephone-event under the offer's payload type if it has one. With no
 /// common codec the stream is refused (port 0). Panics if `offer` has no audio stream.

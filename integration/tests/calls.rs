@@ -12,6 +12,7 @@ use integration::rtp::{parse_sdp_audio, RtpEndpoint, RtpPacket};
 use integration::tandem::{Tandem, AUTH_TOKEN};
 use integration::webhook::{Reply, Request, WebhookServer};
 use serde_json::Value;
+use sip::message::Response;
 
 const WAIT: Duration = Duration::from_secs(5);
 
@@ -622,50 +623,67 @@ fn count_pattern(rtp: &RtpEndpoint, byte: u8) -> usize {
         .count()
 }
 
-/// Which party of a [`SipBridge`] puts the call on hold.
+/// A party of a [`SipBridge`].
 #[derive(Clone, Copy)]
-enum Holder {
+enum Party {
     Caller,
     Callee,
+}
+
+impl Party {
+    /// The party's RTP and the byte its audio carries; the other party's.
+    fn media(self, bridge: &SipBridge) -> (&RtpEndpoint, u8, &RtpEndpoint, u8) {
+        match self {
+            Party::Caller => (&bridge.caller_rtp, 0x44, &bridge.callee_rtp, 0x55),
+            Party::Callee => (&bridge.callee_rtp, 0x55, &bridge.caller_rtp, 0x44),
+        }
+    }
+
+    /// Sends the party's re-INVITE offering `sdp` and returns the final response.
+    async fn reinvite(self, bridge: &SipBridge, sdp: &str) -> Response {
+        match self {
+            Party::Caller => bridge.call.reinvite(sdp).await,
+            Party::Callee => bridge.incoming.reinvite(sdp).await,
+        }
+    }
+}
+
+/// The count of `byte` packets at `rtp` once it stands still: the relay applies a command
+/// within a few ms, and packets already on their way may still land meanwhile.
+async fn settled_count(rtp: &RtpEndpoint, byte: u8) -> usize {
+    let mut count = count_pattern(rtp, byte);
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = count_pattern(rtp, byte);
+        if now == count {
+            break;
+        }
+        count = now;
+    }
+    count
 }
 
 /// One party holds the call by re-INVITE (sendonly) and then resumes it: it is answered
 /// recvonly and sent no media meanwhile, while its own audio (music on hold) still reaches the
 /// other party.
-async fn hold_and_resume(holder: Holder) {
+async fn hold_and_resume(holder: Party) {
     let hook = webhook().await;
     let bridge = sip_bridge(&hook, |callee| {
         format!("<Response><Dial><Sip>{callee}</Sip></Dial></Response>")
     })
     .await;
-    let (call, incoming) = (&bridge.call, &bridge.incoming);
-    // The holder's RTP and the byte its audio carries; the other party's.
-    let (holder_rtp, holder_byte, other_rtp, other_byte) = match holder {
-        Holder::Caller => (&bridge.caller_rtp, 0x44, &bridge.callee_rtp, 0x55),
-        Holder::Callee => (&bridge.callee_rtp, 0x55, &bridge.caller_rtp, 0x44),
-    };
-    let reinvite = |sdp: String| async move {
-        match holder {
-            Holder::Caller => call.reinvite(&sdp).await,
-            Holder::Callee => incoming.reinvite(&sdp).await,
-        }
-    };
+    let (holder_rtp, holder_byte, other_rtp, other_byte) = holder.media(&bridge);
 
-    let response = reinvite(format!("{}a=sendonly\r\n", holder_rtp.sdp_offer())).await;
+    let response = holder
+        .reinvite(
+            &bridge,
+            &format!("{}a=sendonly\r\n", holder_rtp.sdp_offer()),
+        )
+        .await;
     assert_eq!(response.status.code(), 200);
     let answer = String::from_utf8(response.body.to_vec()).unwrap();
     assert!(answer.contains("a=recvonly"), "{answer}");
-    // The relay applies the hold within a few ms of the 200; packets already on their way may
-    // still land, so wait for the count to stand still, then watch it stay still.
-    let mut held_at = count_pattern(holder_rtp, other_byte);
-    for _ in 0..10 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let now = count_pattern(holder_rtp, other_byte);
-        if now == held_at {
-            break;
-        }
-        held_at = now;
-    }
+    let held_at = settled_count(holder_rtp, other_byte).await;
     let other_heard = count_pattern(other_rtp, holder_byte);
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(
@@ -679,7 +697,7 @@ async fn hold_and_resume(holder: Holder) {
     );
 
     // Resume: the other party's audio flows to the holder again.
-    let response = reinvite(holder_rtp.sdp_offer()).await;
+    let response = holder.reinvite(&bridge, &holder_rtp.sdp_offer()).await;
     assert_eq!(response.status.code(), 200);
     let answer = String::from_utf8(response.body.to_vec()).unwrap();
     assert!(
@@ -688,18 +706,112 @@ async fn hold_and_resume(holder: Holder) {
     );
     wait_pattern(holder_rtp, other_byte, held_at + 10).await;
 
-    assert_eq!(call.bye().await.status.code(), 200);
-    incoming.wait_bye(WAIT).await;
+    assert_eq!(bridge.call.bye().await.status.code(), 200);
+    bridge.incoming.wait_bye(WAIT).await;
 }
 
 #[tokio::test]
 async fn a_caller_on_hold_is_sent_no_media_until_it_resumes() {
-    hold_and_resume(Holder::Caller).await;
+    hold_and_resume(Party::Caller).await;
 }
 
 #[tokio::test]
 async fn a_sip_callee_on_hold_is_sent_no_media_until_it_resumes() {
-    hold_and_resume(Holder::Callee).await;
+    hold_and_resume(Party::Callee).await;
+}
+
+/// One party moves its media by re-INVITE to a new RTP endpoint on another port, as a carrier
+/// re-anchoring media does (RFC 3264 §8.3.1), while its old endpoint goes on sending: audio
+/// then flows both ways between the new endpoint and the other party, and neither reaches
+/// nor leaves the old one any more.
+async fn media_moves_to_a_new_port(mover: Party) {
+    let hook = webhook().await;
+    let bridge = sip_bridge(&hook, |callee| {
+        format!("<Response><Dial><Sip>{callee}</Sip></Dial></Response>")
+    })
+    .await;
+    let (old_rtp, old_byte, other_rtp, other_byte) = mover.media(&bridge);
+    let moved = RtpEndpoint::bind().await;
+    let response = mover.reinvite(&bridge, &moved.sdp_offer()).await;
+    assert_eq!(response.status.code(), 200);
+    let (tandem, _) = parse_sdp_audio(std::str::from_utf8(&response.body).unwrap());
+    moved.start_sending(tandem, 0, 0x66);
+    wait_pattern(other_rtp, 0x66, 10).await;
+    wait_pattern(&moved, other_byte, 10).await;
+
+    let old_heard = settled_count(old_rtp, other_byte).await;
+    let other_heard_old = settled_count(other_rtp, old_byte).await;
+    let moved_heard = count_pattern(&moved, other_byte);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        count_pattern(old_rtp, other_byte),
+        old_heard,
+        "media reached the old endpoint after the move"
+    );
+    assert_eq!(
+        count_pattern(other_rtp, old_byte),
+        other_heard_old,
+        "the old endpoint's audio still reached the other party"
+    );
+    assert!(count_pattern(&moved, other_byte) >= moved_heard + 10);
+
+    assert_eq!(bridge.call.bye().await.status.code(), 200);
+    bridge.incoming.wait_bye(WAIT).await;
+}
+
+#[tokio::test]
+async fn a_caller_moving_its_media_to_another_port_is_followed() {
+    media_moves_to_a_new_port(Party::Caller).await;
+}
+
+#[tokio::test]
+async fn a_sip_callee_moving_its_media_to_another_port_is_followed() {
+    media_moves_to_a_new_port(Party::Callee).await;
+}
+
+/// One party switches from PCMU to PCMA by re-INVITE (RFC 3264 §8.3.2) while the other stays
+/// on PCMU: each then hears the other transcoded. Before that, an offer of a codec Tandem
+/// lacks gets 488 and changes nothing.
+async fn codec_switches_to_pcma(switcher: Party) {
+    let hook = webhook().await;
+    let bridge = sip_bridge(&hook, |callee| {
+        format!("<Response><Dial><Sip>{callee}</Sip></Dial></Response>")
+    })
+    .await;
+    let (rtp, byte, other_rtp, other_byte) = switcher.media(&bridge);
+    let g729_only = integration::rtp::sdp_offer_with(rtp.addr(), &[18]);
+    let response = switcher.reinvite(&bridge, &g729_only).await;
+    assert_eq!(response.status.code(), 488);
+    let heard = count_pattern(other_rtp, byte);
+    wait_pattern(other_rtp, byte, heard + 10).await;
+
+    let pcma_only = integration::rtp::sdp_offer_with(rtp.addr(), &[8]);
+    let response = switcher.reinvite(&bridge, &pcma_only).await;
+    assert_eq!(response.status.code(), 200);
+    let (tandem, payload_types) = parse_sdp_audio(std::str::from_utf8(&response.body).unwrap());
+    assert_eq!(payload_types[0], 8);
+    // A-law 0x2A is µ-law 0x00; µ-law 0x55 is A-law 0x73 (G.711; media::codec's tables).
+    const ALAW: u8 = 0x2A;
+    let as_ulaw = media::codec::alaw_to_ulaw_code(ALAW);
+    let as_alaw = media::codec::ulaw_to_alaw_code(other_byte);
+    rtp.start_sending(tandem, 8, ALAW);
+    let transcoded = wait_pattern(other_rtp, as_ulaw, 10).await;
+    assert!(transcoded.iter().all(|packet| packet.payload_type == 0));
+    let transcoded = wait_pattern(rtp, as_alaw, 10).await;
+    assert!(transcoded.iter().all(|packet| packet.payload_type == 8));
+
+    assert_eq!(bridge.call.bye().await.status.code(), 200);
+    bridge.incoming.wait_bye(WAIT).await;
+}
+
+#[tokio::test]
+async fn a_caller_switching_to_pcma_is_transcoded_for_a_pcmu_callee() {
+    codec_switches_to_pcma(Party::Caller).await;
+}
+
+#[tokio::test]
+async fn a_sip_callee_switching_to_pcma_is_transcoded_for_a_pcmu_caller() {
+    codec_switches_to_pcma(Party::Callee).await;
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! The relay with real UDP sockets on 127.0.0.1: audio both ways, PCMU → PCMA transcoding,
-//! telephone-events mapped between payload types, a third party's packets dropped, and
-//! latching onto the first source only.
+//! telephone-events mapped between payload types, a third party's packets dropped, latching
+//! onto the first source only, hold, and a leg followed to the address and codec its re-INVITE
+//! moved it to.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // helpers outside #[test] fns too
 
@@ -11,7 +12,7 @@ use std::time::Duration;
 use media::codec;
 use media::rtp::forward::LegFormat;
 use media::rtp::packet::{self, Header};
-use media::rtp::relay::{Leg, RelayConfig, Relays, RelaysConfig, Side};
+use media::rtp::relay::{Leg, LegSession, RelayConfig, Relays, RelaysConfig, RtcpEndpoint, Side};
 use media::rtp::{Codec, Packet, PayloadType, RtpTimestamp, SeqNo, Ssrc};
 use tokio::net::UdpSocket;
 use tokio::time::timeout;
@@ -651,4 +652,222 @@ async fn a_leg_on_hold_is_sent_nothing_and_then_resumes_as_a_new_talkspurt() {
         u64::from(sequence) - 1
     );
     assert_eq!(report.a_to_b.forwarded, 1);
+}
+
+/// Sends `datagram` from `from` to `to` every 100 ms until `at` receives a packet, which is
+/// returned: the way to see a command reach the relay thread without guessing how long it
+/// takes.
+async fn probe(from: &UdpSocket, to: SocketAddr, datagram: &[u8], at: &UdpSocket) -> Vec<u8> {
+    let mut buffer = vec![0u8; 2048];
+    for _ in 0..20 {
+        from.send_to(datagram, to).await.unwrap();
+        if let Ok(received) = timeout(Duration::from_millis(100), at.recv_from(&mut buffer)).await {
+            let (length, _) = received.unwrap();
+            buffer.truncate(length);
+            return buffer;
+        }
+    }
+    panic!("the relay never took the update");
+}
+
+/// Datagrams waiting in `socket`, read without waiting.
+fn drain(socket: &UdpSocket) -> usize {
+    let mut buffer = [0u8; 2048];
+    std::iter::from_fn(|| socket.try_recv_from(&mut buffer).ok()).count()
+}
+
+#[tokio::test]
+async fn a_leg_that_moves_to_a_new_address_and_codec_is_followed_and_its_old_address_dropped() {
+    let call = call().await;
+    let (old_rtcp, new_rtp, new_rtcp) = (socket().await, socket().await, socket().await);
+    let relay_rtcp_a = relay_socket();
+    let relay = relays().relay(
+        Leg {
+            rtcp: Some(RtcpEndpoint {
+                socket: Arc::clone(&relay_rtcp_a),
+                remote: address(&old_rtcp),
+            }),
+            ..leg(&call.relay_a, address(&call.phone_a), PCMU_LEG, false)
+        },
+        leg(&call.relay_b, address(&call.phone_b), PCMU_LEG, false),
+        RelayConfig {
+            rtcp_minimum_interval: Duration::from_millis(100),
+            ..RelayConfig::default()
+        },
+    );
+    let to_relay_a = call.relay_a.local_addr().unwrap();
+    let to_relay_b = call.relay_b.local_addr().unwrap();
+    let ulaw: Vec<u8> = (0..160).map(|index| (index * 3 % 256) as u8).collect();
+    call.phone_b
+        .send_to(&datagram(0, 1, 0, &ulaw), to_relay_b)
+        .await
+        .unwrap();
+    let (bytes, _) = receive(&call.phone_a).await;
+    let before = Packet::parse(&bytes).unwrap().header;
+    assert_eq!(before.payload_type, PayloadType::PCMU);
+
+    // A's re-INVITE moved its media to another port and switched it to PCMA, with events on 96.
+    relay.update(
+        Side::A,
+        LegSession {
+            remote: address(&new_rtp),
+            format: PCMA_LEG,
+            remote_rtcp: address(&new_rtcp),
+        },
+    );
+    let bytes = probe(
+        &call.phone_b,
+        to_relay_b,
+        &datagram(0, 2, 160, &ulaw),
+        &new_rtp,
+    )
+    .await;
+    let packet = Packet::parse(&bytes).unwrap();
+    assert_eq!(packet.header.payload_type, PayloadType::PCMA);
+    let alaw: Vec<u8> = ulaw
+        .iter()
+        .map(|&code| codec::ulaw_to_alaw_code(code))
+        .collect();
+    assert_eq!(
+        packet.payload,
+        alaw.as_slice(),
+        "B's µ-law reaches A as A-law"
+    );
+    assert_eq!(
+        packet.header.ssrc, before.ssrc,
+        "the stream toward A goes on"
+    );
+
+    // The old address is a stranger now; A-law from the new one reaches B as µ-law. (Loopback
+    // keeps order: had the old packet been forwarded it would arrive first.)
+    call.phone_a
+        .send_to(&datagram(0, 50, 8_000, &[0x77; 160]), to_relay_a)
+        .await
+        .unwrap();
+    let from_new: Vec<u8> = (0..160).map(|index| (255 - index) as u8).collect();
+    new_rtp
+        .send_to(&datagram(8, 900, 40_000, &from_new), to_relay_a)
+        .await
+        .unwrap();
+    let (bytes, _) = receive(&call.phone_b).await;
+    let packet = Packet::parse(&bytes).unwrap();
+    assert_eq!(packet.header.payload_type, PayloadType::PCMU);
+    let expected: Vec<u8> = from_new
+        .iter()
+        .map(|&code| codec::alaw_to_ulaw_code(code))
+        .collect();
+    assert_eq!(packet.payload, expected.as_slice());
+    // Telephone-events of A's new payload type are mapped onto B's.
+    let event = [4u8, 0x0A, 0x00, 0xA0];
+    new_rtp
+        .send_to(&datagram(96, 901, 40_160, &event), to_relay_a)
+        .await
+        .unwrap();
+    let (bytes, _) = receive(&call.phone_b).await;
+    assert_eq!(
+        Packet::parse(&bytes).unwrap().header.payload_type,
+        PayloadType(101)
+    );
+
+    // Nothing more reaches the old address: what B sends now all lands at the new one (a
+    // loopback send queues at the receiver before it returns, so the old socket is checked
+    // once the new one has everything).
+    drain(&call.phone_a);
+    for sequence in 3..6u16 {
+        call.phone_b
+            .send_to(
+                &datagram(0, sequence, 160 * u32::from(sequence), &ulaw),
+                to_relay_b,
+            )
+            .await
+            .unwrap();
+        receive(&new_rtp).await;
+    }
+    assert_eq!(
+        drain(&call.phone_a),
+        0,
+        "the old address got media after the move"
+    );
+
+    // RTCP follows to the new RTCP address.
+    let (bytes, _) = timeout(Duration::from_secs(2), async {
+        let mut buffer = vec![0u8; 2048];
+        let (length, from) = new_rtcp.recv_from(&mut buffer).await.unwrap();
+        buffer.truncate(length);
+        (buffer, from)
+    })
+    .await
+    .expect("an RTCP report at the new address");
+    assert!(matches!(bytes[1], 200 | 201), "an SR or RR: {bytes:?}");
+
+    let report = relay.stop().await;
+    assert!(report.a_to_b.foreign_source >= 1, "{report:?}");
+    assert_eq!(report.a_to_b.forwarded, 2);
+}
+
+#[tokio::test]
+async fn a_latching_leg_that_moves_latches_onto_its_new_source_and_drops_the_old_one() {
+    let call = call().await;
+    // A's SDP signals an address nobody sends from (a NAT hides the real one), before and
+    // after its re-INVITE.
+    let signalled: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let natted = call.phone_a;
+    let moved = socket().await;
+    let relay = relays().relay(
+        leg(&call.relay_a, signalled, PCMU_LEG, true),
+        leg(&call.relay_b, address(&call.phone_b), PCMU_LEG, false),
+        RelayConfig::default(),
+    );
+    let to_relay_a = call.relay_a.local_addr().unwrap();
+    natted
+        .send_to(&datagram(0, 1, 0, &[0x33; 160]), to_relay_a)
+        .await
+        .unwrap();
+    let (bytes, _) = receive(&call.phone_b).await;
+    assert_eq!(Packet::parse(&bytes).unwrap().payload, &[0x33; 160]);
+
+    relay.update(
+        Side::A,
+        LegSession {
+            remote: "127.0.0.1:11".parse().unwrap(),
+            format: PCMU_LEG,
+            remote_rtcp: "127.0.0.1:12".parse().unwrap(),
+        },
+    );
+    // Until the relay takes the update, the new source is a stranger; then it is latched.
+    let bytes = probe(
+        &moved,
+        to_relay_a,
+        &datagram(0, 2, 160, &[0x66; 160]),
+        &call.phone_b,
+    )
+    .await;
+    assert_eq!(Packet::parse(&bytes).unwrap().payload, &[0x66; 160]);
+
+    // The old source is dropped from now on, and B's audio goes to the new one.
+    natted
+        .send_to(&datagram(0, 2, 160, &[0x34; 160]), to_relay_a)
+        .await
+        .unwrap();
+    moved
+        .send_to(&datagram(0, 3, 320, &[0x67; 160]), to_relay_a)
+        .await
+        .unwrap();
+    let (bytes, _) = receive(&call.phone_b).await;
+    assert_eq!(Packet::parse(&bytes).unwrap().payload, &[0x67; 160]);
+    call.phone_b
+        .send_to(
+            &datagram(0, 9, 0, &[0x42; 160]),
+            call.relay_b.local_addr().unwrap(),
+        )
+        .await
+        .unwrap();
+    let (bytes, from) = receive(&moved).await;
+    assert_eq!(from, to_relay_a);
+    assert_eq!(Packet::parse(&bytes).unwrap().payload, &[0x42; 160]);
+    assert_eq!(drain(&natted), 0);
+
+    let report = relay.stop().await;
+    assert_eq!(report.a_to_b.latched, Some(address(&moved)));
+    assert!(report.a_to_b.foreign_source >= 1, "{report:?}");
 }

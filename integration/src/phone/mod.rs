@@ -296,21 +296,25 @@ impl Inner {
         self.non_invite_transaction(request, to).await
     }
 
-    /// Sends a re-INVITE offering `sdp` in call `call_id`'s dialog (either direction), ACKs a
-    /// 2xx, and returns the final response.
+    /// Sends a re-INVITE offering `sdp` in call `call_id`'s dialog (either direction), ACKs its
+    /// final response, and returns it.
     async fn reinvite(self: &Arc<Self>, call_id: &CallId, sdp: &str) -> Response {
         let (mut request, to) = self.dialog_request(call_id, Method::Invite);
         request.headers.push("Content-Type", "application/sdp");
         request.body = Bytes::from(sdp.to_owned());
         let cseq = request.headers.cseq.seq;
+        let via = request.headers.via.clone();
         let response = self.non_invite_transaction(request, to).await;
-        if response.status.is_success() {
-            // RFC 3261 §13.2.2.4: the ACK for a 2xx is its own transaction in the dialog,
-            // carrying the INVITE's CSeq number.
-            let (mut ack, to) = self.dialog_request(call_id, Method::Ack);
-            ack.headers.cseq.seq = cseq;
-            self.transmit(Message::Request(ack), to).await;
+        // RFC 3261 §13.2.2.4: the ACK for a 2xx is its own transaction in the dialog; §17.1.1.3:
+        // the ACK for a non-2xx belongs to the re-INVITE's transaction (its branch) and takes
+        // the response's To. Both carry the re-INVITE's CSeq number.
+        let (mut ack, to) = self.dialog_request(call_id, Method::Ack);
+        ack.headers.cseq.seq = cseq;
+        if !response.status.is_success() {
+            ack.headers.via = via;
+            ack.headers.to = response.headers.to.clone();
         }
+        self.transmit(Message::Request(ack), to).await;
         response
     }
 

@@ -316,7 +316,8 @@ pub(super) async fn handle_response(inner: &Arc<Inner>, response: Response) {
         let Some(dialog) = state.dialogs.get_mut(&response.headers.call_id) else {
             return;
         };
-        if !dialog.is_caller {
+        // A re-INVITE's response (a later CSeq) is acknowledged by `Inner::reinvite`.
+        if !dialog.is_caller || response.headers.cseq.seq != dialog.invite.headers.cseq.seq {
             return;
         }
         if response.status.is_success() {

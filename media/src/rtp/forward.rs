@@ -143,6 +143,19 @@ impl Forwarder {
     pub fn outgoing(&self) -> LegFormat {
         self.outgoing
     }
+
+    /// The incoming leg negotiated again (RFC 3264 §8): its packets are read as `format` from
+    /// the next one on. Packets still in the old format are dropped as unexpected.
+    pub fn set_incoming(&mut self, format: LegFormat) {
+        self.incoming = format;
+    }
+
+    /// The outgoing leg negotiated again: packets toward it are written as `format` from the
+    /// next one on, in the same stream (RFC 3550 §5.1: "An RTP source MAY change the payload
+    /// type during a session"), so its SSRC and numbering go on.
+    pub fn set_outgoing(&mut self, format: LegFormat) {
+        self.outgoing = format;
+    }
 }
 
 #[cfg(test)]
@@ -236,6 +249,55 @@ mod tests {
         assert_eq!(
             forwarder.handle_datagram(now, &datagram(96, &[1, 0, 0, 0]), &mut out),
             Err(Dropped::NoTelephoneEventOnOutgoingLeg)
+        );
+    }
+
+    #[test]
+    fn a_renegotiated_leg_is_read_and_written_in_its_new_format_in_the_same_stream() {
+        let now = Instant::now();
+        let mut forwarder = Forwarder::new(pcmu(), pcmu(), Sender::random());
+        let mut out = Vec::new();
+        forwarder
+            .handle_datagram(now, &datagram(0, &[0x11; 160]), &mut out)
+            .unwrap();
+        let before = Packet::parse(&out).unwrap().header;
+
+        // The incoming leg switched to PCMA: its A-law is transcoded, its old µ-law refused.
+        forwarder.set_incoming(pcma());
+        let alaw: Vec<u8> = (0..=255).collect();
+        forwarder
+            .handle_datagram(now, &datagram(8, &alaw), &mut out)
+            .unwrap();
+        let packet = Packet::parse(&out).unwrap();
+        assert_eq!(packet.header.payload_type, PayloadType::PCMU);
+        let expected: Vec<u8> = alaw.iter().map(|&c| codec::alaw_to_ulaw_code(c)).collect();
+        assert_eq!(packet.payload, expected.as_slice());
+        assert_eq!(
+            forwarder.handle_datagram(now, &datagram(0, &[0x11; 160]), &mut out),
+            Err(Dropped::UnexpectedPayloadType(PayloadType::PCMU))
+        );
+
+        // The outgoing leg switched too: A-law passes through, events take its payload type,
+        // and the stream goes on under the same SSRC.
+        let outgoing = LegFormat {
+            telephone_event: Some(PayloadType(110)),
+            ..pcma()
+        };
+        forwarder.set_outgoing(outgoing);
+        assert_eq!(forwarder.outgoing(), outgoing);
+        forwarder
+            .handle_datagram(now, &datagram(8, &alaw), &mut out)
+            .unwrap();
+        let packet = Packet::parse(&out).unwrap();
+        assert_eq!(packet.header.payload_type, PayloadType::PCMA);
+        assert_eq!(packet.payload, alaw.as_slice());
+        assert_eq!(packet.header.ssrc, before.ssrc);
+        forwarder
+            .handle_datagram(now, &datagram(96, &[1, 0, 0, 0]), &mut out)
+            .unwrap();
+        assert_eq!(
+            Packet::parse(&out).unwrap().header.payload_type,
+            PayloadType(110)
         );
     }
 }

@@ -18,6 +18,7 @@ use sip::message::{
 use sip::transport::Target;
 use tokio::sync::mpsc;
 
+use super::reoffer::Reoffer;
 use super::Services;
 use crate::call::{DialId, LegEvent, LegFailure};
 use crate::sid::CallSid;
@@ -59,8 +60,9 @@ pub(super) enum LegUpdate {
     Ended,
     /// The answered party pressed keys out of band (a client's `dtmf`), for the caller.
     Digits(String),
-    /// The answered party put the call on hold (`true`) or took it off (its re-INVITE).
-    Held(bool),
+    /// The answered party's re-INVITE made a new offer (hold, resume, media moved), as
+    /// answered (boxed like `Answered`).
+    Reoffered(Box<Reoffer>),
 }
 
 impl LegUpdate {
@@ -71,7 +73,7 @@ impl LegUpdate {
             LegUpdate::Answered(_) => LegEvent::Answered,
             LegUpdate::Failed(failure) => LegEvent::Failed(*failure),
             LegUpdate::Ended => LegEvent::Ended,
-            LegUpdate::Digits(_) | LegUpdate::Held(_) => return None,
+            LegUpdate::Digits(_) | LegUpdate::Reoffered(_) => return None,
         })
     }
 }
@@ -340,23 +342,22 @@ pub(super) async fn sip(mut leg: LegContext, uri: Uri, to: Uri, target: Target) 
                         leg.report(LegUpdate::Digits(digit.to_string()));
                     }
                 }
-                let mut response = request.response(StatusCode::OK, None);
-                if request.method == Method::Invite {
-                    // A re-INVITE (hold, refresh): answered like the caller's; a callee that
-                    // holds is sent nothing until it offers media again.
-                    response.headers.contact = Contact::Addresses(vec![contact.clone()]);
-                    response.headers.push("Content-Type", "application/sdp");
-                    let body = match super::task::answer_reoffer(&request.body, leg.media) {
-                        Some((answer, held)) => {
-                            if answered {
-                                leg.report(LegUpdate::Held(held));
-                            }
-                            answer
-                        }
-                        None => leg.offer.to_string(),
-                    };
-                    response.body = body.into_bytes().into();
-                }
+                let response = if request.method == Method::Invite {
+                    // A re-INVITE (hold, refresh, media moved): answered like the caller's;
+                    // the call's task follows the new offer.
+                    let (response, reoffer) = super::reoffer::answer_reinvite(
+                        &request,
+                        leg.media,
+                        &leg.offer.to_string(),
+                        &contact,
+                    );
+                    if let Some(reoffer) = reoffer.filter(|_| answered) {
+                        leg.report(LegUpdate::Reoffered(Box::new(reoffer)));
+                    }
+                    response
+                } else {
+                    request.response(StatusCode::OK, None)
+                };
                 endpoint.respond(&key, response);
                 if ends {
                     leg.report(LegUpdate::Ended);

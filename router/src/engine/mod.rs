@@ -2,10 +2,12 @@
 //! resolves the dialled number against the [`Directory`], and runs one task per call
 //! ([`task`]) that performs the [`crate::call::Call`]'s actions with the real subsystems: the
 //! SIP endpoint, the presence registry, the RTP port pool, the prompt player and cache, the
-//! relay threads and the webhook client. Dialled legs run as tasks of their own ([`leg`]).
+//! relay threads and the webhook client. Dialled legs run as tasks of their own ([`leg`]); both
+//! answer their party's re-INVITEs alike ([`reoffer`]).
 
 mod audio;
 mod leg;
+mod reoffer;
 mod task;
 
 use std::sync::Arc;

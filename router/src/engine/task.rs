@@ -24,7 +24,7 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use super::leg::{self, LegCommand, LegContext, LegMedia, LegReport, LegUpdate, CODECS};
-use super::{audio, Services};
+use super::{audio, reoffer, Services};
 use crate::call::{
     Action, Audio, Call, CallInfo, CallStatus, CallerEvent, DialId, Document, FetchFailure,
     FetchId, LegFailure, PromptId, Start, StartedLeg,
@@ -255,7 +255,7 @@ impl CallTask {
             }
             let deadline = call.poll_timeout();
             tokio::select! {
-                event = self.caller.events.recv() => self.caller_event(&mut call, event),
+                event = self.caller.events.recv() => self.caller_event(&mut call, event).await,
                 result = fetched(&mut self.fetch) => {
                     if let Some((id, result)) = result {
                         call.handle_document(Instant::now(), id, result);
@@ -365,7 +365,7 @@ impl CallTask {
         }
     }
 
-    fn caller_event(&mut self, call: &mut Call, event: Option<CallEvent>) {
+    async fn caller_event(&mut self, call: &mut Call, event: Option<CallEvent>) {
         let now = Instant::now();
         match event {
             None | Some(CallEvent::NoAck) | Some(CallEvent::TransportError) => {
@@ -375,7 +375,7 @@ impl CallTask {
             Some(CallEvent::Ack(_)) => self.caller.acked = true,
             Some(CallEvent::Request(request, key)) => {
                 let endpoint = &self.services.endpoint;
-                let mut response = request.response(StatusCode::OK, None);
+                let response = request.response(StatusCode::OK, None);
                 match request.method {
                     Method::Bye => {
                         endpoint.respond(&key, response);
@@ -388,26 +388,34 @@ impl CallTask {
                         }
                     }
                     Method::Invite => {
-                        // A re-INVITE (hold, session refresh): answered from the same port and
-                        // codec with the direction mirrored (RFC 3264 §6.1: sendonly gets
-                        // recvonly); without a usable offer, the session as answered before.
-                        response.headers.contact =
-                            Contact::Addresses(vec![self.caller.contact.clone()]);
-                        response.headers.push("Content-Type", "application/sdp");
-                        let body = match answer_reoffer(&request.body, self.caller.media) {
-                            Some((answer, held)) => {
-                                // The caller is sent nothing until an offer asks for media
-                                // again.
-                                self.caller_held = held;
-                                if let Some((_, relay)) = &self.relay {
-                                    relay.hold(Side::A, held);
-                                }
-                                answer
-                            }
-                            None => self.caller.answer_sdp.clone(),
+                        // A re-INVITE (hold, session refresh, media moved: RFC 3264 §8).
+                        let (response, reoffer) = reoffer::answer_reinvite(
+                            &request,
+                            self.caller.media,
+                            &self.caller.answer_sdp,
+                            &self.caller.contact,
+                        );
+                        let Some(reoffer) = reoffer else {
+                            endpoint.respond(&key, response);
+                            return;
                         };
-                        response.body = body.into_bytes().into();
+                        // Our SDP as it now stands: the offer of a later re-INVITE's 200.
+                        self.caller.answer_sdp = String::from_utf8_lossy(&response.body).into();
                         endpoint.respond(&key, response);
+                        let moved = reoffer::follow(
+                            Some(&mut self.caller.negotiated),
+                            &mut self.caller_held,
+                            &reoffer,
+                            self.relay.as_ref().map(|(_, relay)| relay),
+                            Side::A,
+                        );
+                        if moved {
+                            // A DTMF listener heeds only the caller's old address and payload
+                            // type: the next turn of the loop starts one for the new ones.
+                            if let Some(listener) = self.listener.take() {
+                                listener.stop().await;
+                            }
+                        }
                     }
                     _ => endpoint.respond(&key, response),
                 }
@@ -424,12 +432,10 @@ impl CallTask {
                 .filter(|(sid, _)| *sid == report.sid)
                 .map(|(_, relay)| relay);
             match &report.update {
-                LegUpdate::Held(held) => {
+                LegUpdate::Reoffered(reoffer) => {
                     if let Some(handle) = self.legs.get_mut(&report.sid) {
-                        handle.held = *held;
-                    }
-                    if let Some(relay) = bridged {
-                        relay.hold(Side::B, *held);
+                        let current = handle.media.as_mut().map(|media| &mut media.negotiated);
+                        reoffer::follow(current, &mut handle.held, reoffer, bridged, Side::B);
                     }
                 }
                 LegUpdate::Digits(digits) => {
@@ -450,7 +456,7 @@ impl CallTask {
                     LegUpdate::Failed(LegFailure::Busy | LegFailure::Rejected) => "busy",
                     LegUpdate::Failed(LegFailure::NoAnswer) => "no-answer",
                     LegUpdate::Failed(LegFailure::Failed) => "failed",
-                    LegUpdate::Digits(_) | LegUpdate::Held(_) => leg.status,
+                    LegUpdate::Digits(_) | LegUpdate::Reoffered(_) => leg.status,
                 };
             }
             if let LegUpdate::Answered(media) = report.update {
@@ -970,19 +976,6 @@ fn display_user(from: &NameAddr) -> String {
         .map(str::to_owned)
         .or_else(|| from.display_name.clone())
         .unwrap_or_else(|| "anonymous".to_owned())
-}
-
-/// The answer to a re-INVITE's offer (hold, session refresh) from the same `local` port and
-/// codecs, with the direction mirrored (RFC 3264 §6.1: sendonly gets recvonly), and whether
-/// the offer holds the call (RFC 3264 §8.4: sendonly or inactive; RFC 2543's c=0.0.0.0 too).
-/// `None`: no usable offer (the session as answered before stands).
-pub(super) fn answer_reoffer(body: &[u8], local: SocketAddr) -> Option<(String, bool)> {
-    let answer = Session::parse(body)
-        .and_then(|offer| sdp::answer(&offer, local, &CODECS))
-        .ok()?;
-    let negotiated = &answer.negotiated;
-    let held = !negotiated.direction.is_sending() || negotiated.remote.ip().is_unspecified();
-    Some((answer.session.to_string(), held))
 }
 
 /// The digit of a SIP INFO carrying DTMF (`application/dtmf-relay`: `Signal=5`, or

@@ -24,6 +24,11 @@
 //! leg, numbered by that stream's own sender, while the audio of that direction is held back;
 //! the forwarded stream then resumes as a new talkspurt.
 //!
+//! A leg whose re-INVITE moves or re-formats its media (RFC 3264 §8) is followed with
+//! [`Relay::update`]: the worker thread then sends to the new address, reads and writes the
+//! leg's new codec and telephone-event payload type in both directions, and re-opens the leg's
+//! latch (see [`super::latch`] for what that admits).
+//!
 //! Invariant: a socket is read by one party at a time. The DTMF listener stops (and so leaves
 //! the runtime's reactor) before a relay registers the socket, and a stopped relay has
 //! deregistered its sockets before [`Relay::stop`] returns.
@@ -66,6 +71,28 @@ pub struct RtcpEndpoint {
     pub socket: Arc<UdpSocket>,
     /// The peer's RTCP address (see [`crate::sdp::Negotiated::remote_rtcp`]).
     pub remote: SocketAddr,
+}
+
+/// What a leg's latest offer/answer exchange settled for its media, for [`Relay::update`]:
+/// the part of a [`Leg`] that a re-INVITE may change (RFC 3264 §8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LegSession {
+    /// The address the leg's SDP now signals for its RTP.
+    pub remote: SocketAddr,
+    /// What the leg now negotiated.
+    pub format: LegFormat,
+    /// The peer's RTCP address now (unused for a leg relayed without RTCP).
+    pub remote_rtcp: SocketAddr,
+}
+
+impl From<&crate::sdp::Negotiated> for LegSession {
+    fn from(negotiated: &crate::sdp::Negotiated) -> Self {
+        Self {
+            remote: negotiated.remote,
+            format: negotiated.into(),
+            remote_rtcp: negotiated.remote_rtcp,
+        }
+    }
 }
 
 /// Settings of one relayed call.
@@ -262,6 +289,23 @@ impl Relay {
                 id: self.id,
                 toward,
                 held,
+            });
+        }
+    }
+
+    /// Follows leg `side` to the media its new offer/answer exchange settled (RFC 3264 §8:
+    /// "modifying the session"): RTP toward it goes to `session.remote` (or, for a latching
+    /// leg, stays with the source it latched until another source shows up within the latch
+    /// window, see [`super::latch`]); its packets are read and the other leg's are written in
+    /// `session.format` (PCMU↔PCMA and the telephone-event payload type follow); its RTCP goes
+    /// to `session.remote_rtcp` until the peer's own reports arrive from elsewhere. A leg
+    /// that does not latch then accepts RTP only from the new address. Hold is unaffected.
+    pub fn update(&self, side: Side, session: LegSession) {
+        if let Some(worker) = &self.worker {
+            worker.send(worker::Command::Update {
+                id: self.id,
+                side,
+                session,
             });
         }
     }

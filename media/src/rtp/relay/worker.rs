@@ -4,11 +4,11 @@
 //! Each wake-up reads every ready socket until it would block, forwarding as it goes, but at
 //! most [`BUDGET`] datagrams per socket before it serves the others: a socket flooded faster
 //! than it can be drained is put on a backlog and resumed after the rest, so one hostile
-//! sender cannot starve the other calls on the thread. Commands (start, stop, DTMF) arrive on
-//! a channel that the thread reads after each batch of ready sockets, and at least every
-//! [`COMMAND_INTERVAL`]: nobody wakes the thread for a command (under load a wake per start
-//! and stop cost more than the relaying), and a token in one batch of events always means the
-//! call registered under it.
+//! sender cannot starve the other calls on the thread. Commands (start, stop, DTMF, hold,
+//! update) arrive on a channel that the thread reads after each batch of ready sockets, and
+//! at least every [`COMMAND_INTERVAL`]: nobody wakes the thread for a command (under load a
+//! wake per start and stop cost more than the relaying), and a token in one batch of events
+//! always means the call registered under it.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::io::ErrorKind;
@@ -21,7 +21,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token};
 use tokio::sync::{oneshot, watch};
 
-use super::{DirectionReport, Leg, RelayConfig, RelayReport, RtcpEndpoint, Side};
+use super::{DirectionReport, Leg, LegSession, RelayConfig, RelayReport, RtcpEndpoint, Side};
 use crate::dtmf::{Event, EventSender, PAYLOAD_LEN};
 use crate::rtp::control::{LegControl, MAX_RTCP_LEN};
 use crate::rtp::forward::{Dropped, Forwarder};
@@ -66,6 +66,12 @@ pub(super) enum Command {
     },
     /// Stop or resume forwarding toward one leg.
     Hold { id: u64, toward: Side, held: bool },
+    /// Follow one leg to its renegotiated media.
+    Update {
+        id: u64,
+        side: Side,
+        session: LegSession,
+    },
 }
 
 /// A relay to start.
@@ -288,6 +294,11 @@ impl Worker {
                 Ok(Command::Hold { id, toward, held }) => {
                     if let Some(call) = call_mut(&self.slots, &mut self.calls, id) {
                         call.hold(Instant::now(), toward, held);
+                    }
+                }
+                Ok(Command::Update { id, side, session }) => {
+                    if let Some(call) = call_mut(&self.slots, &mut self.calls, id) {
+                        call.update(Instant::now(), side, session);
                     }
                 }
                 Err(mpsc::TryRecvError::Empty) => return true,
@@ -563,7 +574,6 @@ impl Call {
         play_keys(&mut self.from_a, now, &self.b.socket, destination_b, out);
     }
 
-    /// Queues key presses toward one leg, starting at once when none are playing.
     /// Stops or resumes the stream toward one leg.
     fn hold(&mut self, now: Instant, toward: Side, held: bool) {
         let direction = match toward {
@@ -584,6 +594,56 @@ impl Call {
         }
     }
 
+    /// Follows one leg to its renegotiated media (RFC 3264 §8). Only the leg's own
+    /// direction reads its format and latch, and only the other direction writes toward it,
+    /// so each of the two forwarders changes one side; their senders, and so the streams'
+    /// SSRCs and numbering, go on.
+    fn update(&mut self, now: Instant, side: Side, session: LegSession) {
+        let (leg, from_leg, toward_leg, rtcp) = match side {
+            Side::A => (
+                &mut self.a,
+                &mut self.from_a,
+                &mut self.from_b,
+                &mut self.rtcp_a,
+            ),
+            Side::B => (
+                &mut self.b,
+                &mut self.from_b,
+                &mut self.from_a,
+                &mut self.rtcp_b,
+            ),
+        };
+        if session.remote != leg.remote {
+            // A re-offer that keeps the address leaves the latch alone: a new window would
+            // only give a stranger a chance to take the stream over.
+            from_leg.latch.renew(session.remote, now);
+        }
+        from_leg.forwarder.set_incoming(session.format);
+        toward_leg.forwarder.set_outgoing(session.format);
+        if let Some(injection) = toward_leg.injection.as_mut() {
+            match session.format.telephone_event {
+                Some(payload_type) => injection.payload_type = payload_type,
+                None => {
+                    // The leg no longer takes events: the keys waiting are dropped, and the
+                    // injection ends (the forwarded stream resuming) at its next tick.
+                    tracing::debug!(?side, "DTMF dropped: the leg renegotiated without events");
+                    injection.keys.clear();
+                    injection.playing = None;
+                }
+            }
+        }
+        if let Some(rtcp) = rtcp.as_mut() {
+            if rtcp.endpoint.remote != session.remote_rtcp {
+                // Reports go to the new address until the peer's own arrive (RFC 4961).
+                rtcp.endpoint.remote = session.remote_rtcp;
+                rtcp.destination = session.remote_rtcp;
+            }
+        }
+        leg.remote = session.remote;
+        leg.format = session.format;
+    }
+
+    /// Queues key presses toward one leg, starting at once when none are playing.
     fn queue_keys(&mut self, now: Instant, toward: Side, digits: &str, out: &mut Vec<u8>) {
         let (direction, socket, destination) = match toward {
             Side::A => (

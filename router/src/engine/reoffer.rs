@@ -1,0 +1,231 @@
+//! Re-INVITEs of an answered party, the caller or a SIP callee alike (RFC 3264 §8, "modifying
+//! the session"): the answer Tandem gives, and what the call's task does with the party's new
+//! media.
+//!
+//! A new offer is answered from the same local port; it may hold the call (§8.4), move the
+//! party's media to another address or port (§8.3.1), or pick another codec or
+//! telephone-event payload type (§8.3.2). The task remembers the result for a bridge started
+//! later and applies it to a running relay: hold with [`Relay::hold`], the rest with
+//! [`Relay::update`] (only when it changed, so a hold or a session refresh costs the relay
+//! nothing more). An offer without anything we can use gets 488 and the session stays as it
+//! was (RFC 3261 §14.2); a re-INVITE without an offer gets our current session as its offer.
+
+use std::net::SocketAddr;
+
+use media::rtp::relay::{LegSession, Relay, Side};
+use media::sdp::{self, Negotiated, SdpError, Session};
+use sip::message::{Contact, NameAddr, Request, Response, StatusCode};
+
+use super::leg::CODECS;
+
+/// A party's new offer, as Tandem answered it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Reoffer {
+    /// What the new offer/answer settled (an RFC 2543 hold's `c=0.0.0.0` included).
+    pub negotiated: Negotiated,
+    /// Whether the offer holds the call (RFC 3264 §8.4: `sendonly` or `inactive`; RFC 2543's
+    /// `c=0.0.0.0` too): the party is sent nothing until an offer asks for media again.
+    pub held: bool,
+}
+
+/// The response to a re-INVITE of a party whose media Tandem receives at `local`, with
+/// `contact` as our Contact; `current` is our SDP as it stands, the offer of our 200 to a
+/// re-INVITE that made none. Returns the offer as answered, if the re-INVITE made a usable one.
+pub(super) fn answer_reinvite(
+    request: &Request,
+    local: SocketAddr,
+    current: &str,
+    contact: &NameAddr,
+) -> (Response, Option<Reoffer>) {
+    let (body, reoffer) = if request.body.is_empty() {
+        (current.to_owned(), None)
+    } else {
+        match answer(&request.body, local) {
+            Ok((answer, reoffer)) => (answer, Some(reoffer)),
+            Err(error) => {
+                // RFC 3261 §14.2: a UAS that cannot accept the new offer answers 488 and the
+                // session goes on as before.
+                tracing::info!(%error, "re-INVITE offer has nothing we can use");
+                let response = request
+                    .response(StatusCode::NOT_ACCEPTABLE_HERE, None)
+                    .with_reason("Incompatible Media");
+                return (response, None);
+            }
+        }
+    };
+    let mut response = request.response(StatusCode::OK, None);
+    response.headers.contact = Contact::Addresses(vec![contact.clone()]);
+    response.headers.push("Content-Type", "application/sdp");
+    response.body = body.into_bytes().into();
+    (response, reoffer)
+}
+
+/// Takes a party's answered `reoffer` into `current` (what the call's task remembers of the
+/// party's media, for a bridge started later; `None` before the party answered) and `held`,
+/// and into `relay` when one is bridged with the party as leg `side`. Returns whether the
+/// party's media moved or changed format.
+pub(super) fn follow(
+    current: Option<&mut Negotiated>,
+    held: &mut bool,
+    reoffer: &Reoffer,
+    relay: Option<&Relay>,
+    side: Side,
+) -> bool {
+    *held = reoffer.held;
+    if let Some(relay) = relay {
+        relay.hold(side, reoffer.held);
+    }
+    let Some(current) = current else {
+        return false;
+    };
+    let mut negotiated = reoffer.negotiated;
+    if negotiated.remote.ip().is_unspecified() {
+        // RFC 2543's hold names no address: the media stays where it was (prompts still play
+        // to a holding caller, and a resume that names no new address continues there).
+        negotiated.remote = current.remote;
+        negotiated.remote_rtcp = current.remote_rtcp;
+    }
+    let session = LegSession::from(&negotiated);
+    let changed = session != LegSession::from(&*current);
+    *current = negotiated;
+    if changed {
+        tracing::info!(
+            ?side,
+            remote = %session.remote,
+            codec = ?session.format.codec,
+            "the party's media changed"
+        );
+        if let Some(relay) = relay {
+            relay.update(side, session);
+        }
+    }
+    changed
+}
+
+/// The answer to a new offer `body` from our `local` address, and the offer as answered.
+fn answer(body: &[u8], local: SocketAddr) -> Result<(String, Reoffer), SdpError> {
+    let answer = sdp::answer(&Session::parse(body)?, local, &CODECS)?;
+    let negotiated = answer.negotiated;
+    let held = !negotiated.direction.is_sending() || negotiated.remote.ip().is_unspecified();
+    Ok((answer.session.to_string(), Reoffer { negotiated, held }))
+}
+
+#[cfg(test)]
+mod tests {
+    use media::rtp::{Codec, PayloadType};
+    use sip::message::Message;
+
+    use super::*;
+
+    const LOCAL: &str = "127.0.0.1:20000";
+
+    fn reinvite(body: &str) -> Request {
+        let text = format!(
+            "INVITE sip:t@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bKx\r\n\
+             From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:t@127.0.0.1>;tag=2\r\nCall-ID: c\r\n\
+             CSeq: 3 INVITE\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        match sip::message::parse(text.as_bytes()).unwrap() {
+            Message::Request(request) => request,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn offer(ip: &str, port: u16, formats: &str, extra: &str) -> String {
+        format!(
+            "v=0\r\no=- 1 2 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n\
+             m=audio {port} RTP/AVP {formats}\r\na=rtpmap:101 telephone-event/8000\r\n{extra}"
+        )
+    }
+
+    fn contact() -> NameAddr {
+        NameAddr::new(sip::message::Uri::parse("sip:tandem@127.0.0.1:5060").unwrap())
+    }
+
+    fn answered(body: &str) -> (Response, Option<Reoffer>) {
+        answer_reinvite(
+            &reinvite(body),
+            LOCAL.parse().unwrap(),
+            "CURRENT",
+            &contact(),
+        )
+    }
+
+    #[test]
+    fn a_new_address_and_codec_are_answered_and_reported() {
+        let (response, reoffer) = answered(&offer("127.0.0.2", 30000, "8 101", ""));
+        assert_eq!(response.status, StatusCode::OK);
+        let body = String::from_utf8(response.body.to_vec()).unwrap();
+        assert!(body.contains("m=audio 20000 RTP/AVP 8 101"), "{body}");
+        let reoffer = reoffer.unwrap();
+        assert!(!reoffer.held);
+        assert_eq!(reoffer.negotiated.codec, Codec::Pcma);
+        assert_eq!(reoffer.negotiated.telephone_event, Some(PayloadType(101)));
+        assert_eq!(
+            reoffer.negotiated.remote,
+            "127.0.0.2:30000".parse().unwrap()
+        );
+    }
+
+    #[test]
+    fn holds_are_recognised_in_all_three_spellings() {
+        for (ip, extra) in [
+            ("127.0.0.2", "a=sendonly\r\n"),
+            ("127.0.0.2", "a=inactive\r\n"),
+            ("0.0.0.0", ""),
+        ] {
+            let (response, reoffer) = answered(&offer(ip, 30000, "0 101", extra));
+            assert_eq!(response.status, StatusCode::OK);
+            assert!(reoffer.unwrap().held, "{ip} {extra}");
+        }
+    }
+
+    #[test]
+    fn an_offer_without_a_usable_codec_gets_488_and_no_offer_gets_the_current_session() {
+        let (response, reoffer) = answered(&offer("127.0.0.2", 30000, "18", ""));
+        assert_eq!(response.status, StatusCode::NOT_ACCEPTABLE_HERE);
+        assert!(response.body.is_empty());
+        assert_eq!(reoffer, None);
+        let (response, reoffer) = answered("garbage");
+        assert_eq!(response.status, StatusCode::NOT_ACCEPTABLE_HERE);
+        assert_eq!(reoffer, None);
+        let (response, reoffer) = answered("");
+        assert_eq!(response.status, StatusCode::OK);
+        assert_eq!(&response.body[..], b"CURRENT");
+        assert_eq!(reoffer, None);
+    }
+
+    #[test]
+    fn only_a_change_of_address_or_format_counts_and_a_2543_hold_keeps_the_address() {
+        let reoffer = |body: &str| answered(body).1.unwrap();
+        let mut current = reoffer(&offer("127.0.0.2", 30000, "0 101", "")).negotiated;
+        let mut held = false;
+        let mut follow =
+            |body: &str| follow(Some(&mut current), &mut held, &reoffer(body), None, Side::A);
+        assert!(
+            !follow(&offer("127.0.0.2", 30000, "0 101", "")),
+            "a refresh"
+        );
+        assert!(!follow(&offer(
+            "127.0.0.2",
+            30000,
+            "0 101",
+            "a=sendonly\r\n"
+        )));
+        assert!(!follow(&offer("0.0.0.0", 30000, "0 101", "")));
+        assert!(!follow(&offer("127.0.0.2", 30000, "0 101", "")), "resumed");
+        assert!(
+            follow(&offer("127.0.0.2", 30002, "0 101", "")),
+            "a new port"
+        );
+        assert!(
+            follow(&offer("127.0.0.2", 30002, "8 101", "")),
+            "a new codec"
+        );
+        assert!(follow(&offer("127.0.0.2", 30002, "8", "")), "no events");
+        assert_eq!(current.remote, "127.0.0.2:30002".parse().unwrap());
+        assert_eq!(current.codec, Codec::Pcma);
+        assert_eq!(current.telephone_event, None);
+    }
+}
