@@ -431,12 +431,18 @@ mod tests {
         let client = WebhookClient::new(WebhookConfig::default(), None).unwrap();
         let params: Params = [("CallSid", "CA1")].into_iter().collect();
         for _ in 0..3 {
-            let url = client.checked_url("https://example.com/voice?x=1#f").unwrap();
+            let url = client
+                .checked_url("https://example.com/voice?x=1#f")
+                .unwrap();
             let url = with_query(url, WebhookMethod::Get, &params);
             assert_eq!(url.as_str(), "https://example.com/voice?x=1&CallSid=CA1");
         }
         assert!(client.checked_url("ftp://example.com/x").is_err());
-        assert_eq!(client.shared.checked.lock().unwrap().len(), 1, "errors are not kept");
+        assert_eq!(
+            client.shared.checked.lock().unwrap().len(),
+            1,
+            "errors are not kept"
+        );
     }
 
     #[test]

@@ -106,6 +106,8 @@ impl ClientTransaction {
 }
 
 struct ServerEntry {
+    /// The key the table holds it under, shared with its timers.
+    key: Arc<Key>,
     transaction: ServerTransaction,
     reply_to: Target,
     /// The call that owns this INVITE transaction, if it was handed to call control.
@@ -125,6 +127,8 @@ struct ServerEntry {
 }
 
 struct ClientEntry {
+    /// The key the table holds it under, shared with its timers.
+    key: Arc<Key>,
     transaction: ClientTransaction,
     target: Target,
     /// Where the transaction's responses go; `None` once the receiver is gone (the owner check
@@ -169,13 +173,16 @@ struct DialogRoute {
     invite: Option<Key>,
 }
 
+/// Whose timer fired. Keys are shared with the tables (a transaction arms several timers, and
+/// a busy endpoint holds ~100,000 of them: a copy of the key each was an allocation and 80
+/// bytes).
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum TimerOwner {
-    Server(Key),
-    Client(Key),
+    Server(Arc<Key>),
+    Client(Arc<Key>),
     /// A check on the server or client transaction with this key: whether call control let
     /// go of it (see [`Core::check_owner`]).
-    Owner(Key),
+    Owner(Arc<Key>),
 }
 
 /// The endpoint's tables, hashed with foldhash (seeded per process) rather than SipHash: each
@@ -185,12 +192,12 @@ type Table<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// An empty transaction table with room for [`TRANSACTIONS_CAPACITY`] entries, so the first
 /// doublings of a busy start do not happen under load.
-fn transaction_table<V>() -> Table<Key, V> {
+fn transaction_table<V>() -> Table<Arc<Key>, V> {
     HashMap::with_capacity_and_hasher(TRANSACTIONS_CAPACITY, Default::default())
 }
 
-/// Transactions a table holds before its first doubling: 32 Ki buckets of an 80-byte key and
-/// a box, about 3 MB per table (computed from the sizes, not measured).
+/// Transactions a table holds before its first doubling: 32 Ki buckets of a shared key and a
+/// box, about 0.5 MB per table (computed from the sizes, not measured).
 const TRANSACTIONS_CAPACITY: usize = 1 << 14;
 
 /// How long after a request is handed over, and then how often while the transaction lives,
@@ -208,8 +215,8 @@ pub struct Core {
     // Boxed: tens of thousands of transactions live at a few hundred calls per second (each
     // lingers 32 s), and growing a table of inline entries moved megabytes in one go, a stall
     // of the whole endpoint; boxes make a rehash move pointers.
-    servers: Table<Key, Box<ServerEntry>>,
-    clients: Table<Key, Box<ClientEntry>>,
+    servers: Table<Arc<Key>, Box<ServerEntry>>,
+    clients: Table<Arc<Key>, Box<ClientEntry>>,
     merged: Table<MergeKey, Key>,
     dialogs: Table<DialogKey, DialogRoute>,
     /// Timer deadlines; stale entries are skipped when they fire.
@@ -310,8 +317,9 @@ impl Core {
     }
 
     /// Arms a check of the transaction with `key` at `at` ([`Core::check_owner`]).
-    fn check_owner_at(&mut self, at: Instant, key: &Key) {
-        self.deadlines.insert(at, TimerOwner::Owner(key.clone()));
+    fn check_owner_at(&mut self, at: Instant, key: &Arc<Key>) {
+        self.deadlines
+            .insert(at, TimerOwner::Owner(Arc::clone(key)));
     }
 
     /// One transaction's check on its owner, [`OWNER_CHECK`] after it was handed over and then
@@ -322,7 +330,7 @@ impl Core {
     /// - a sender whose receiver is gone is dropped. A transaction lingers 32 s after its final
     ///   response (Timers J, K, L, M over UDP), and the sender it holds keeps the whole channel
     ///   allocated: at hundreds of calls per second, megabytes nobody would read.
-    fn check_owner(&mut self, now: Instant, key: Key) {
+    fn check_owner(&mut self, now: Instant, key: Arc<Key>) {
         fn release<T>(sender: &mut Option<mpsc::UnboundedSender<T>>) {
             if sender.as_ref().is_some_and(|sender| sender.is_closed()) {
                 *sender = None;
@@ -464,9 +472,11 @@ impl Core {
         if let (Some(m), false) = (&merge_key, merged) {
             self.merged.insert(m.clone(), key.clone());
         }
+        let shared_key = Arc::new(key.clone());
         self.servers.insert(
-            key.clone(),
+            Arc::clone(&shared_key),
             Box::new(ServerEntry {
+                key: shared_key,
                 transaction,
                 reply_to,
                 call: None,
@@ -567,7 +577,8 @@ impl Core {
             claim: Some(claim),
         };
         entry.call = Some(events_tx);
-        self.check_owner_at(now + OWNER_CHECK, key);
+        let owner = Arc::clone(&entry.key);
+        self.check_owner_at(now + OWNER_CHECK, &owner);
         if let Err(e) = self.calls.try_send(call) {
             // Call control is saturated or gone: refuse cleanly rather than queue without bound.
             let reason = match e {
@@ -770,7 +781,8 @@ impl Core {
                 ));
                 let answer_by = now + self.timers.transaction_timeout();
                 entry.answer_by = Some(answer_by);
-                self.check_owner_at(answer_by, key);
+                let owner = Arc::clone(&entry.key);
+                self.check_owner_at(answer_by, &owner);
             }
             // §12.2.2: a request for a dialog we do not know gets 481.
             _ => self.reply(now, key, StatusCode::CALL_DOES_NOT_EXIST, |r| r),
@@ -900,9 +912,11 @@ impl Core {
         } else {
             ClientTransaction::NonInvite(ClientNonInvite::new(request, reliable, self.timers, now))
         };
+        let key = Arc::new(key);
         self.clients.insert(
-            key.clone(),
+            Arc::clone(&key),
             Box::new(ClientEntry {
+                key: Arc::clone(&key),
                 transaction,
                 target,
                 events: Some(events),
@@ -948,7 +962,8 @@ impl Core {
                 .fetch_sub(1, Ordering::Relaxed);
         } else if let Some(at) = entry.transaction.poll_timeout() {
             if arm(&mut entry.armed, at) {
-                self.deadlines.insert(at, TimerOwner::Server(key.clone()));
+                self.deadlines
+                    .insert(at, TimerOwner::Server(Arc::clone(&entry.key)));
             }
         }
     }
@@ -990,7 +1005,8 @@ impl Core {
                 .fetch_sub(1, Ordering::Relaxed);
         } else if let Some(at) = entry.transaction.poll_timeout() {
             if arm(&mut entry.armed, at) {
-                self.deadlines.insert(at, TimerOwner::Client(key.clone()));
+                self.deadlines
+                    .insert(at, TimerOwner::Client(Arc::clone(&entry.key)));
             }
         }
     }
