@@ -20,7 +20,9 @@
 # Environment: CALL_MS (call hold, default 1000), RAMP_RATES, SETTLE (seconds to wait after the
 #   load before reading Tandem's gauges, which must be back to 0; default 40 for a single run,
 #   past the 32 s transaction timers, and 0 for ramp steps), TANDEM_PORT (7060), UAS_PORT
-#   (7070), UAC_PORT (7080), WEBHOOK_PORT (7090), HTTP_PORT (7088), RTP_PORTS (10000-59999),
+#   (7070), UAC_PORT (7080), WEBHOOK_PORT (7090), HTTP_PORT (7088), RTP_PORTS (10000-59999;
+#   SIPp's own media ports are UAS_PORT + 30 and UAC_PORT + 120, so two runs with other ports
+#   can share the machine),
 #   SLOWEST (with --capture: list that many of the slowest calls by arrival time),
 #   CARGO_TARGET_DIR (where the release binaries are built; default target/), TANDEM_BIN (run
 #   this tandem binary instead of the one built from the work tree: A/B comparisons), KEEP (set:
@@ -179,7 +181,7 @@ TOML
   pids+=("$tandem_pid")
   wait_http "http://127.0.0.1:$http_port/healthz" || { echo "error: tandem did not start" >&2; cat "$dir/tandem.log" >&2; return 1; }
 
-  (cd "$dir" && exec sipp -sf "$repo/bench/sipp/uas.xml" -t u1 -i 127.0.0.1 -p "$uas_port" -mp 7100 \
+  (cd "$dir" && exec sipp -sf "$repo/bench/sipp/uas.xml" -t u1 -i 127.0.0.1 -p "$uas_port" -mp $((uas_port + 30)) \
     -buff_size 8388608 -nostdin -trace_err -error_file "$dir/uas_errors.log" \
     -trace_stat -stf "$dir/uas_stat.csv" -fd 1 >/dev/null 2>"$dir/uas.err") &
   local uas_pid=$!
@@ -195,7 +197,7 @@ TOML
   local call_limit=$((step_rate * 10 + 100))
   [ "$call_limit" -lt $((fd_limit - 100)) ] || call_limit=$((fd_limit - 100))
   (cd "$dir" && exec sipp "127.0.0.1:$tandem_port" -sf "$repo/bench/sipp/uac.xml" -t u1 -i 127.0.0.1 \
-    -p "$uac_port" -mp 7200 -s +15550100 -r "$step_rate" -m $((step_rate * step_seconds)) \
+    -p "$uac_port" -mp $((uac_port + 120)) -s +15550100 -r "$step_rate" -m $((step_rate * step_seconds)) \
     -l "$call_limit" -d "$call_ms" -buff_size 8388608 -nostdin \
     -recv_timeout 40000 -timeout $((step_seconds + 60))s \
     -trace_stat -stf "$dir/uac_stat.csv" -fd 1 -trace_rtt -rtt_freq 100 \
