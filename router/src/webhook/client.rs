@@ -376,12 +376,16 @@ fn with_query(mut url: Url, method: WebhookMethod, params: &Params) -> Url {
 /// The URL as the server sees it, which is what its validator signs: reqwest moves `user:pass@`
 /// into an `Authorization: Basic` header (Twilio's way of passing HTTP credentials), so they are
 /// not part of the request line.
-fn signed_url(url: &Url) -> Url {
+fn signed_url(url: &Url) -> std::borrow::Cow<'_, Url> {
+    if url.username().is_empty() && url.password().is_none() {
+        // The usual case: nothing to remove, so nothing to copy and re-serialize.
+        return std::borrow::Cow::Borrowed(url);
+    }
     let mut signed = url.clone();
     // Both only fail for URLs that cannot have credentials, which then have none to remove.
     let _ = signed.set_username("");
     let _ = signed.set_password(None);
-    signed
+    std::borrow::Cow::Owned(signed)
 }
 
 /// What a log may show of a URL: scheme, host, port and path, never the query (which may carry
