@@ -269,8 +269,8 @@ const DESCRIPTORS_PER_CALL: u64 = 5;
 struct DescriptorBudget {
     /// Calls live at once at most.
     max_calls: usize,
-    /// RTP port pairs open at once at most, leased and resting (two descriptors each): what
-    /// is left for them once every call may hold a listener's duplicate. Released pairs rest
+    /// RTP port pairs open at once at most, leased and resting (two descriptors each): every
+    /// usable descriptor, those kept for listeners' duplicates included. Released pairs rest
     /// with their sockets open only within it, so resting pairs take descriptors that calls
     /// are not using and give them back as calls need them.
     open_pairs: usize,
@@ -289,7 +289,11 @@ impl DescriptorBudget {
         };
         let usable = limit.saturating_sub(RESERVED_DESCRIPTORS);
         let calls = usable / DESCRIPTORS_PER_CALL;
-        let open_pairs = (usable - calls) / 2;
+        // Resting pairs may use the descriptors kept for listeners' duplicates: a listener
+        // out of descriptors closes a resting pair ([`PortPool::duplicate`]), and with every
+        // call at its most (two pairs and a duplicate) the pairs resting hold exactly the
+        // duplicates' share.
+        let open_pairs = usable / 2;
         tracing::info!(
             open_files = limit,
             max_calls = calls,

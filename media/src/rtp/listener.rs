@@ -6,11 +6,11 @@
 //!
 //! Only one party may read a socket at a time: stop the listener ([`Listener::stop`], which
 //! waits for the task to end) before a relay takes the socket over. The listener registers a
-//! duplicate of the socket's descriptor with the runtime's reactor while it runs and closes it
-//! when it stops, so the runtime sees the call's media only while a listener waits for it.
+//! duplicate of the socket's descriptor (from [`PortPool::duplicate`](crate::ports::PortPool::duplicate))
+//! with the runtime's reactor while it runs and closes it when it stops, so the runtime sees
+//! the call's media only while a listener waits for it.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use std::net::UdpSocket;
@@ -24,10 +24,11 @@ use super::PayloadType;
 use crate::dtmf::EventReceiver;
 
 /// What to listen to.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ListenerConfig {
-    /// The call's RTP socket, non-blocking.
-    pub socket: Arc<UdpSocket>,
+    /// A duplicate of the call's RTP socket (non-blocking), which the listener registers with
+    /// the runtime and closes when it stops.
+    pub socket: UdpSocket,
     /// The address the caller's SDP signalled.
     pub remote: SocketAddr,
     /// Whether to latch onto the first source (see [`super::latch`]); else only `remote`.
@@ -86,11 +87,7 @@ async fn run(
     } else {
         Latch::signalled_only(config.remote)
     };
-    let registered = config
-        .socket
-        .try_clone()
-        .and_then(tokio::net::UdpSocket::from_std);
-    let socket = match registered {
+    let socket = match tokio::net::UdpSocket::from_std(config.socket) {
         Ok(socket) => socket,
         Err(error) => {
             tracing::warn!(%error, "DTMF listener: the RTP socket could not be registered");
@@ -165,13 +162,12 @@ mod tests {
     async fn reports_each_key_once_from_the_signalled_source_only() {
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
         socket.set_nonblocking(true).unwrap();
-        let socket = Arc::new(socket);
         let caller = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let intruder = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let (digits_tx, mut digits) = mpsc::channel(8);
         let listener = Listener::spawn(
             ListenerConfig {
-                socket: socket.clone(),
+                socket: socket.try_clone().unwrap(),
                 remote: caller.local_addr().unwrap(),
                 latching: false,
                 latch_window: Duration::from_secs(2),

@@ -722,9 +722,16 @@ impl CallTask {
         if self.listener.is_some() {
             return;
         }
+        let socket = match self.services.ports.duplicate(self.caller.ports.rtp()) {
+            Ok(socket) => socket,
+            Err(error) => {
+                tracing::warn!(%error, "DTMF listener: no descriptor for the RTP socket");
+                return;
+            }
+        };
         self.listener = Some(Listener::spawn(
             ListenerConfig {
-                socket: self.caller.ports.rtp().clone(),
+                socket,
                 remote: self.caller.negotiated.remote,
                 latching: false,
                 latch_window: media::rtp::latch::DEFAULT_LATCH_WINDOW,
