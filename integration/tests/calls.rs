@@ -639,6 +639,15 @@ impl Party {
         }
     }
 
+    /// Tandem's first SDP to the party: the answer of its 200 to the caller, the offer of its
+    /// INVITE to the callee.
+    fn first_sdp(self, bridge: &SipBridge) -> String {
+        match self {
+            Party::Caller => bridge.call.remote_sdp().unwrap(),
+            Party::Callee => bridge.incoming.offer_sdp(),
+        }
+    }
+
     /// Sends the party's re-INVITE offering `sdp` and returns the final response.
     async fn reinvite(self, bridge: &SipBridge, sdp: &str) -> Response {
         match self {
@@ -646,6 +655,12 @@ impl Party {
             Party::Callee => bridge.incoming.reinvite(sdp).await,
         }
     }
+}
+
+/// The `o=` session id and version of an SDP body.
+fn origin_of(sdp: &[u8]) -> (u64, u64) {
+    let origin = media::sdp::Session::parse(sdp).unwrap().origin;
+    (origin.session_id, origin.session_version)
 }
 
 /// The count of `byte` packets at `rtp` once it stands still: the relay applies a command
@@ -665,7 +680,8 @@ async fn settled_count(rtp: &RtpEndpoint, byte: u8) -> usize {
 
 /// One party holds the call by re-INVITE (sendonly) and then resumes it: it is answered
 /// recvonly and sent no media meanwhile, while its own audio (music on hold) still reaches the
-/// other party.
+/// other party. Each answer continues the session of Tandem's first SDP to the party (RFC 3264
+/// §8): the same `o=` session id, the version one up per change.
 async fn hold_and_resume(holder: Party) {
     let hook = webhook().await;
     let bridge = sip_bridge(&hook, |callee| {
@@ -673,6 +689,7 @@ async fn hold_and_resume(holder: Party) {
     })
     .await;
     let (holder_rtp, holder_byte, other_rtp, other_byte) = holder.media(&bridge);
+    let (session_id, version) = origin_of(holder.first_sdp(&bridge).as_bytes());
 
     let response = holder
         .reinvite(
@@ -683,6 +700,7 @@ async fn hold_and_resume(holder: Party) {
     assert_eq!(response.status.code(), 200);
     let answer = String::from_utf8(response.body.to_vec()).unwrap();
     assert!(answer.contains("a=recvonly"), "{answer}");
+    assert_eq!(origin_of(&response.body), (session_id, version + 1));
     let held_at = settled_count(holder_rtp, other_byte).await;
     let other_heard = count_pattern(other_rtp, holder_byte);
     tokio::time::sleep(Duration::from_millis(400)).await;
@@ -704,6 +722,7 @@ async fn hold_and_resume(holder: Party) {
         !answer.contains("a=recvonly") && !answer.contains("a=inactive"),
         "{answer}"
     );
+    assert_eq!(origin_of(&response.body), (session_id, version + 2));
     wait_pattern(holder_rtp, other_byte, held_at + 10).await;
 
     assert_eq!(bridge.call.bye().await.status.code(), 200);
@@ -723,7 +742,9 @@ async fn a_sip_callee_on_hold_is_sent_no_media_until_it_resumes() {
 /// One party moves its media by re-INVITE to a new RTP endpoint on another port, as a carrier
 /// re-anchoring media does (RFC 3264 §8.3.1), while its old endpoint goes on sending: audio
 /// then flows both ways between the new endpoint and the other party, and neither reaches
-/// nor leaves the old one any more.
+/// nor leaves the old one any more. Tandem's answer continues the session of its first SDP to
+/// the party (RFC 3264 §8: same `o=` session id), and a refresh with the same offer gets the
+/// very same SDP.
 async fn media_moves_to_a_new_port(mover: Party) {
     let hook = webhook().await;
     let bridge = sip_bridge(&hook, |callee| {
@@ -731,9 +752,17 @@ async fn media_moves_to_a_new_port(mover: Party) {
     })
     .await;
     let (old_rtp, old_byte, other_rtp, other_byte) = mover.media(&bridge);
+    let (session_id, version) = origin_of(mover.first_sdp(&bridge).as_bytes());
     let moved = RtpEndpoint::bind().await;
     let response = mover.reinvite(&bridge, &moved.sdp_offer()).await;
     assert_eq!(response.status.code(), 200);
+    // Our SDP to the caller is not changed by its move (same port, codec and direction), so it
+    // keeps its version; the callee had our offer, so our answer is a new version.
+    let changes = match mover {
+        Party::Caller => 0,
+        Party::Callee => 1,
+    };
+    assert_eq!(origin_of(&response.body), (session_id, version + changes));
     let (tandem, _) = parse_sdp_audio(std::str::from_utf8(&response.body).unwrap());
     moved.start_sending(tandem, 0, 0x66);
     wait_pattern(other_rtp, 0x66, 10).await;
@@ -754,6 +783,10 @@ async fn media_moves_to_a_new_port(mover: Party) {
         "the old endpoint's audio still reached the other party"
     );
     assert!(count_pattern(&moved, other_byte) >= moved_heard + 10);
+
+    let refreshed = mover.reinvite(&bridge, &moved.sdp_offer()).await;
+    assert_eq!(refreshed.status.code(), 200);
+    assert_eq!(refreshed.body, response.body);
 
     assert_eq!(bridge.call.bye().await.status.code(), 200);
     bridge.incoming.wait_bye(WAIT).await;

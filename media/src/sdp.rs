@@ -163,6 +163,25 @@ pub struct Origin {
     pub address: IpAddr,
 }
 
+impl Origin {
+    /// The origin of the next description sent in the same session: this one, with the
+    /// version incremented by one if the description `changed` and kept if it is identical
+    /// (RFC 3264 §8).
+    pub fn next(&self, changed: bool) -> Origin {
+        let session_version = if changed {
+            // Ours start below 2^32 and grow by one per change, so they never get near the
+            // end; one that does (parsed from a peer, say) wraps to 0 rather than panicking.
+            self.session_version.wrapping_add(1)
+        } else {
+            self.session_version
+        };
+        Origin {
+            session_version,
+            ..self.clone()
+        }
+    }
+}
+
 /// One `m=` section.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Media {
@@ -459,6 +478,19 @@ impl Media {
 }
 
 impl Session {
+    /// This description as the successor of `previous`, the last one sent to the same party
+    /// in the same dialog: it takes `previous`'s origin, whose version goes up by one exactly
+    /// when anything else differs. RFC 3264 §8: "the "o=" line of the new SDP MUST be
+    /// identical to that in the previous SDP, except that the version in the origin field
+    /// MUST increment by one from the previous SDP. If the version in the origin line does
+    /// not increment, the SDP MUST be identical to the SDP with that version number."
+    pub fn following(mut self, previous: &Session) -> Session {
+        self.origin = previous.origin.clone();
+        let changed = self != *previous;
+        self.origin = previous.origin.next(changed);
+        self
+    }
+
     /// Parses an SDP body.
     pub fn parse(body: &[u8]) -> Result<Self, SdpError> {
         if body.len() > MAX_SDP_LEN {
@@ -824,6 +856,44 @@ mod tests {
         assert!(text.contains("m=audio 20000 RTP/AVP 0 8 101\r\n"), "{text}");
         assert!(text.contains("a=fmtp:101 0-16\r\n"));
         assert_eq!(Session::parse(text.as_bytes()).unwrap(), session);
+    }
+
+    #[test]
+    fn the_next_origin_keeps_the_id_and_increments_the_version_only_on_a_change() {
+        let origin = offer("192.0.2.10:20000".parse().unwrap(), &[Codec::Pcmu], 42).origin;
+        let changed = origin.next(true);
+        assert_eq!(changed.session_id, 42);
+        assert_eq!(changed.session_version, 43);
+        assert_eq!(changed.username, origin.username);
+        assert_eq!(changed.address, origin.address);
+        assert_eq!(origin.next(false), origin);
+        assert_eq!(changed.next(true).session_version, 44);
+    }
+
+    #[test]
+    fn a_following_description_reuses_the_origin_and_is_versioned_by_its_content() {
+        let local: SocketAddr = "192.0.2.10:20000".parse().unwrap();
+        let first = offer(local, &[Codec::Pcmu, Codec::Pcma], 42);
+        let peer = Session::parse(
+            b"v=0\r\no=- 7 7 IN IP4 192.0.2.20\r\ns=-\r\nc=IN IP4 192.0.2.20\r\nt=0 0\r\n\
+              m=audio 4000 RTP/AVP 8\r\na=sendonly\r\n",
+        )
+        .unwrap();
+        // An answer built afresh has an origin of its own; following ours, it takes ours.
+        let changed = answer(&peer, local, &[Codec::Pcmu, Codec::Pcma])
+            .unwrap()
+            .session
+            .following(&first);
+        let text = changed.to_string();
+        assert!(text.contains("o=- 42 43 IN IP4 192.0.2.10\r\n"), "{text}");
+        assert!(text.contains("a=recvonly\r\n"), "{text}");
+        // The same description again keeps the version: it is byte for byte the same SDP.
+        let again = changed.clone().following(&changed);
+        assert_eq!(again.to_string(), text);
+        // The first one again is a change back, so a new version.
+        let back = first.clone().following(&changed);
+        assert!(back.to_string().contains("o=- 42 44 IN IP4 192.0.2.10\r\n"));
+        assert_eq!(back.media, first.media);
     }
 
     #[test]

@@ -265,6 +265,9 @@ pub(super) async fn sip(mut leg: LegContext, uri: Uri, to: Uri, target: Target) 
         body: leg.offer.to_string().into_bytes().into(),
     };
     let mut outgoing = endpoint.send_invite(request, target);
+    // The description we last sent the callee: our offer, then our answers to its re-INVITEs,
+    // each continuing the offer's origin (RFC 3264 §8).
+    let mut sent = leg.offer.clone();
     let mut dialog: Option<Dialog> = None;
     let mut rang = false;
     let mut answered = false;
@@ -348,7 +351,7 @@ pub(super) async fn sip(mut leg: LegContext, uri: Uri, to: Uri, target: Target) 
                     let (response, reoffer) = super::reoffer::answer_reinvite(
                         &request,
                         leg.media,
-                        &leg.offer.to_string(),
+                        &mut sent,
                         &contact,
                     );
                     if let Some(reoffer) = reoffer.filter(|_| answered) {

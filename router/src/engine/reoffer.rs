@@ -9,6 +9,10 @@
 //! [`Relay::update`] (only when it changed, so a hold or a session refresh costs the relay
 //! nothing more). An offer without anything we can use gets 488 and the session stays as it
 //! was (RFC 3261 §14.2); a re-INVITE without an offer gets our current session as its offer.
+//!
+//! Every description we send a party continues the origin of the first one (RFC 3264 §8):
+//! same `o=` session id, the version one up when the description changed and the same when
+//! it did not ([`Session::following`]).
 
 use std::net::SocketAddr;
 
@@ -29,19 +33,24 @@ pub(super) struct Reoffer {
 }
 
 /// The response to a re-INVITE of a party whose media Tandem receives at `local`, with
-/// `contact` as our Contact; `current` is our SDP as it stands, the offer of our 200 to a
-/// re-INVITE that made none. Returns the offer as answered, if the re-INVITE made a usable one.
+/// `contact` as our Contact. `sent` is the description we last sent the party: unchanged, the
+/// offer of our 200 to a re-INVITE that made none; replaced by our answer to one that made a
+/// usable offer. Returns the offer as answered, if the re-INVITE made a usable one.
 pub(super) fn answer_reinvite(
     request: &Request,
     local: SocketAddr,
-    current: &str,
+    sent: &mut Session,
     contact: &NameAddr,
 ) -> (Response, Option<Reoffer>) {
-    let (body, reoffer) = if request.body.is_empty() {
-        (current.to_owned(), None)
+    let reoffer = if request.body.is_empty() {
+        // Our session as it stands, unchanged and so with the same `o=` version (RFC 3264 §8).
+        None
     } else {
         match answer(&request.body, local) {
-            Ok((answer, reoffer)) => (answer, Some(reoffer)),
+            Ok((answer, reoffer)) => {
+                *sent = answer.following(sent);
+                Some(reoffer)
+            }
             Err(error) => {
                 // RFC 3261 §14.2: a UAS that cannot accept the new offer answers 488 and the
                 // session goes on as before.
@@ -56,7 +65,7 @@ pub(super) fn answer_reinvite(
     let mut response = request.response(StatusCode::OK, None);
     response.headers.contact = Contact::Addresses(vec![contact.clone()]);
     response.headers.push("Content-Type", "application/sdp");
-    response.body = body.into_bytes().into();
+    response.body = sent.to_string().into_bytes().into();
     (response, reoffer)
 }
 
@@ -102,12 +111,13 @@ pub(super) fn follow(
     changed
 }
 
-/// The answer to a new offer `body` from our `local` address, and the offer as answered.
-fn answer(body: &[u8], local: SocketAddr) -> Result<(String, Reoffer), SdpError> {
+/// The answer to a new offer `body` from our `local` address (its origin still its own), and
+/// the offer as answered.
+fn answer(body: &[u8], local: SocketAddr) -> Result<(Session, Reoffer), SdpError> {
     let answer = sdp::answer(&Session::parse(body)?, local, &CODECS)?;
     let negotiated = answer.negotiated;
     let held = !negotiated.direction.is_sending() || negotiated.remote.ip().is_unspecified();
-    Ok((answer.session.to_string(), Reoffer { negotiated, held }))
+    Ok((answer.session, Reoffer { negotiated, held }))
 }
 
 #[cfg(test)]
@@ -143,13 +153,24 @@ mod tests {
         NameAddr::new(sip::message::Uri::parse("sip:tandem@127.0.0.1:5060").unwrap())
     }
 
+    /// Our first description to a dialled party: the offer of our INVITE.
+    fn our_offer() -> Session {
+        sdp::offer(LOCAL.parse().unwrap(), &CODECS, 42)
+    }
+
     fn answered(body: &str) -> (Response, Option<Reoffer>) {
         answer_reinvite(
             &reinvite(body),
             LOCAL.parse().unwrap(),
-            "CURRENT",
+            &mut our_offer(),
             &contact(),
         )
+    }
+
+    /// The `o=` session id and version of a response's SDP.
+    fn origin_of(response: &Response) -> (u64, u64) {
+        let origin = Session::parse(&response.body).unwrap().origin;
+        (origin.session_id, origin.session_version)
     }
 
     #[test]
@@ -192,8 +213,37 @@ mod tests {
         assert_eq!(reoffer, None);
         let (response, reoffer) = answered("");
         assert_eq!(response.status, StatusCode::OK);
-        assert_eq!(&response.body[..], b"CURRENT");
+        assert_eq!(response.body, our_offer().to_string().as_bytes());
         assert_eq!(reoffer, None);
+    }
+
+    #[test]
+    fn our_answers_keep_the_origin_of_our_first_sdp_and_version_only_changes() {
+        // The caller's first SDP from us is our answer to its INVITE; a callee's, our offer.
+        let callers_offer = Session::parse(offer("127.0.0.2", 30000, "0 101", "").as_bytes());
+        let our_answer = sdp::answer(&callers_offer.unwrap(), LOCAL.parse().unwrap(), &CODECS);
+        for first in [our_answer.unwrap().session, our_offer()] {
+            let (id, version) = (first.origin.session_id, first.origin.session_version);
+            let mut sent = first;
+            let mut send = |body: &str| {
+                let request = reinvite(body);
+                let local = LOCAL.parse().unwrap();
+                answer_reinvite(&request, local, &mut sent, &contact()).0
+            };
+            let hold = offer("127.0.0.2", 30000, "0 101", "a=sendonly\r\n");
+            let held = send(&hold);
+            assert_eq!(origin_of(&held), (id, version + 1));
+            // The same offer again (a session refresh) is answered with the same SDP, version
+            // and all; so is a re-INVITE without an offer.
+            assert_eq!(send(&hold).body, held.body);
+            assert_eq!(send("").body, held.body);
+            // A refused offer sends no SDP and changes nothing.
+            let refused = send(&offer("127.0.0.2", 30000, "18", ""));
+            assert_eq!(refused.status, StatusCode::NOT_ACCEPTABLE_HERE);
+            let resumed = send(&offer("127.0.0.2", 30000, "0 101", ""));
+            assert_eq!(origin_of(&resumed), (id, version + 2));
+            assert_eq!(send("").body, resumed.body);
+        }
     }
 
     #[test]

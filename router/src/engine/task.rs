@@ -100,7 +100,9 @@ struct Caller {
     ports: RtpPorts,
     /// Our RTP address as our SDP gives it to the caller (its IP is also what dialled legs get).
     media: SocketAddr,
-    answer_sdp: String,
+    /// The description we last sent the caller: our answer to its INVITE, then to each of its
+    /// re-INVITEs. Each continues the origin of the first (RFC 3264 §8).
+    sdp: Session,
     negotiated: Negotiated,
     dialog: Option<Dialog>,
     acked: bool,
@@ -214,7 +216,7 @@ impl CallTask {
                 contact,
                 ports,
                 media: local,
-                answer_sdp: answer.session.to_string(),
+                sdp: answer.session,
                 negotiated: answer.negotiated,
                 dialog: None,
                 acked: false,
@@ -311,7 +313,7 @@ impl CallTask {
             Action::Answer => {
                 let mut response = self.caller_response(StatusCode::OK);
                 response.headers.push("Content-Type", "application/sdp");
-                response.body = self.caller.answer_sdp.clone().into_bytes().into();
+                response.body = self.caller.sdp.to_string().into_bytes().into();
                 match Dialog::new_uas(&self.caller.request, &response) {
                     Ok(dialog) => self.caller.dialog = Some(dialog),
                     Err(error) => tracing::warn!(%error, "answered INVITE without a dialog"),
@@ -392,16 +394,11 @@ impl CallTask {
                         let (response, reoffer) = reoffer::answer_reinvite(
                             &request,
                             self.caller.media,
-                            &self.caller.answer_sdp,
+                            &mut self.caller.sdp,
                             &self.caller.contact,
                         );
-                        let Some(reoffer) = reoffer else {
-                            endpoint.respond(&key, response);
-                            return;
-                        };
-                        // Our SDP as it now stands: the offer of a later re-INVITE's 200.
-                        self.caller.answer_sdp = String::from_utf8_lossy(&response.body).into();
                         endpoint.respond(&key, response);
+                        let Some(reoffer) = reoffer else { return };
                         let moved = reoffer::follow(
                             Some(&mut self.caller.negotiated),
                             &mut self.caller_held,
