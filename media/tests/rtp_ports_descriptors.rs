@@ -2,6 +2,8 @@
 //! test in a file of its own: it lowers the process's open-files limit, which would break any
 //! test running beside it.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // helpers outside #[test] fns too
+
 use std::fs::File;
 use std::net::{IpAddr, Ipv4Addr, UdpSocket};
 use std::time::Duration;
