@@ -260,17 +260,17 @@ impl Drop for Running {
 /// TCP and WebSocket connections, webhook connections, files.
 const RESERVED_DESCRIPTORS: u64 = 1024;
 
-/// Descriptors one call holds at most at once: two RTP/RTCP pairs (caller and the dialled leg)
-/// and the duplicate the DTMF listener registers with the runtime while the call gathers
-/// digits (connections are shared and come out of [`RESERVED_DESCRIPTORS`]).
-const DESCRIPTORS_PER_CALL: u64 = 5;
+/// Descriptors one call holds at most at once: two RTP/RTCP pairs, the caller's and the dialled
+/// leg's (connections are shared and come out of [`RESERVED_DESCRIPTORS`]; the DTMF listener
+/// reads the caller's socket itself on a relay thread).
+const DESCRIPTORS_PER_CALL: u64 = 4;
 
 /// How the open-files limit is shared out.
 struct DescriptorBudget {
     /// Calls live at once at most.
     max_calls: usize,
     /// RTP port pairs open at once at most, leased and resting (two descriptors each): every
-    /// usable descriptor, those kept for listeners' duplicates included. Released pairs rest
+    /// usable descriptor, two pairs per call at the call limit. Released pairs rest
     /// with their sockets open only within it, so resting pairs take descriptors that calls
     /// are not using and give them back as calls need them.
     open_pairs: usize,
@@ -289,10 +289,6 @@ impl DescriptorBudget {
         };
         let usable = limit.saturating_sub(RESERVED_DESCRIPTORS);
         let calls = usable / DESCRIPTORS_PER_CALL;
-        // Resting pairs may use the descriptors kept for listeners' duplicates: a listener
-        // out of descriptors closes a resting pair ([`PortPool::duplicate`]), and with every
-        // call at its most (two pairs and a duplicate) the pairs resting hold exactly the
-        // duplicates' share.
         let open_pairs = usable / 2;
         tracing::info!(
             open_files = limit,

@@ -231,27 +231,6 @@ impl PortPool {
         })
     }
 
-    /// A second descriptor for `socket` (one of this pool's), for a reader that registers it
-    /// with a reactor of its own (the DTMF listener). Out of descriptors, the longest-resting
-    /// pair is closed to make room and the duplicate tried again: resting pairs may use the
-    /// descriptors kept for duplicates while nobody needs them.
-    pub fn duplicate(&self, socket: &UdpSocket) -> std::io::Result<UdpSocket> {
-        loop {
-            match socket.try_clone() {
-                Err(error) if is_descriptor_exhaustion(&error) => {
-                    let mut state = lock(&self.inner);
-                    let Some(oldest) = state.resting.pop_front() else {
-                        return Err(error);
-                    };
-                    state.held.remove(&oldest.port);
-                    // `oldest` (both its sockets) closes here, outside the lock.
-                    drop(state);
-                }
-                other => return other,
-            }
-        }
-    }
-
     fn reuse(&self, rested: Resting) -> RtpPorts {
         self.inner.reused.fetch_add(1, Ordering::Relaxed);
         RtpPorts::new(&self.inner, rested.port, rested.rtp, rested.rtcp)

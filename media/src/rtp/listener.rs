@@ -1,34 +1,31 @@
-//! The DTMF listener: while a call collects digits and is not bridged (`<Gather>`), one task
-//! reads the call's RTP socket, keeps only packets from an accepted source ([`Latch`]) and
-//! reports each RFC 4733 telephone-event once. Audio packets are read and discarded: nothing
-//! records the caller yet. Media nobody reads stays queued in the kernel (a relay taking the
-//! socket over discards it first).
+//! The DTMF listener: while a call collects digits and is not bridged (`<Gather>`), a relay
+//! thread reads the call's RTP socket, keeps only packets from an accepted source ([`Latch`])
+//! and reports each RFC 4733 telephone-event once ([`Relays::listen`](super::relay::Relays::listen)). Audio packets are read
+//! and discarded: nothing records the caller yet. Media nobody reads stays queued in the
+//! kernel (a relay taking the socket over discards it first).
 //!
-//! Only one party may read a socket at a time: stop the listener ([`Listener::stop`], which
-//! waits for the task to end) before a relay takes the socket over. The listener registers a
-//! duplicate of the socket's descriptor (from [`PortPool::duplicate`](crate::ports::PortPool::duplicate))
-//! with the runtime's reactor while it runs and closes it when it stops, so the runtime sees
-//! the call's media only while a listener waits for it.
+//! The relay threads listen, not the runtime: they register the socket itself with their epoll
+//! (no duplicate descriptor, so a call holds none beyond its RTP sockets), and the runtime's
+//! threads never see a packet of media. Only one party may read a socket at a time: stop the
+//! listener ([`Listener::stop`], which waits until the thread has deregistered the socket)
+//! before a relay takes it over.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use std::net::UdpSocket;
-
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
 
 use super::latch::Latch;
-use super::packet::{Packet, MAX_PACKET_LEN};
+use super::packet::Packet;
 use super::PayloadType;
 use crate::dtmf::EventReceiver;
 
 /// What to listen to.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ListenerConfig {
-    /// A duplicate of the call's RTP socket (non-blocking), which the listener registers with
-    /// the runtime and closes when it stops.
-    pub socket: UdpSocket,
+    /// The call's RTP socket, non-blocking.
+    pub socket: Arc<UdpSocket>,
     /// The address the caller's SDP signalled.
     pub remote: SocketAddr,
     /// Whether to latch onto the first source (see [`super::latch`]); else only `remote`.
@@ -39,84 +36,75 @@ pub struct ListenerConfig {
     pub telephone_event: Option<PayloadType>,
 }
 
-/// A running listener. Dropping it stops the task.
+/// A running listener (from [`Relays::listen`](super::relay::Relays::listen)). Dropping it stops it without waiting.
 #[derive(Debug)]
 pub struct Listener {
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
+    pub(super) id: u64,
+    /// `None` once stopped.
+    pub(super) worker: Option<super::relay::WorkerHandle>,
 }
 
 impl Listener {
-    /// Starts listening; each key pressed (`0-9 * # A-D`) is sent to `digits` once. Must run
-    /// inside a tokio runtime.
-    pub fn spawn(config: ListenerConfig, digits: mpsc::Sender<char>) -> Self {
-        let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(run(config, digits, stopped));
-        Self {
-            stop: Some(stop),
-            task: Some(task),
-        }
-    }
-
-    /// Stops the task and waits until it no longer reads the socket.
+    /// Stops listening and waits until the relay thread no longer reads the socket.
     pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
+        if let Some(worker) = self.worker.take() {
+            let (reply, stopped) = oneshot::channel();
+            worker.stop_listening(self.id, Some(reply));
+            // A relay thread that is gone has no sockets registered either.
+            let _ = stopped.await;
         }
     }
 }
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        if let Some(task) = &self.task {
-            task.abort();
+        if let Some(worker) = self.worker.take() {
+            worker.stop_listening(self.id, None);
         }
     }
 }
 
-async fn run(
-    config: ListenerConfig,
+/// The listener's logic, without I/O: what the relay thread does with each datagram read.
+#[derive(Debug)]
+pub(crate) struct DigitReader {
+    latch: Latch,
+    events: EventReceiver,
+    telephone_event: Option<PayloadType>,
     digits: mpsc::Sender<char>,
-    mut stopped: oneshot::Receiver<()>,
-) {
-    let mut latch = if config.latching {
-        Latch::latching(config.remote, Instant::now(), config.latch_window)
-    } else {
-        Latch::signalled_only(config.remote)
-    };
-    let socket = match tokio::net::UdpSocket::from_std(config.socket) {
-        Ok(socket) => socket,
-        Err(error) => {
-            tracing::warn!(%error, "DTMF listener: the RTP socket could not be registered");
-            return;
-        }
-    };
-    let mut events = EventReceiver::new();
-    let mut buffer = vec![0u8; MAX_PACKET_LEN];
-    loop {
-        let (length, source) = tokio::select! {
-            _ = &mut stopped => return,
-            received = socket.recv_from(&mut buffer) => match received {
-                Ok(received) => received,
-                // ICMP port unreachable and the like: the peer may come back; keep reading.
-                Err(_) => continue,
-            },
+}
+
+impl DigitReader {
+    pub(crate) fn new(config: &ListenerConfig, digits: mpsc::Sender<char>, now: Instant) -> Self {
+        let latch = if config.latching {
+            Latch::latching(config.remote, now, config.latch_window)
+        } else {
+            Latch::signalled_only(config.remote)
         };
-        if !latch.handle_source(Instant::now(), source) {
-            continue;
+        Self {
+            latch,
+            events: EventReceiver::new(),
+            telephone_event: config.telephone_event,
+            digits,
         }
-        let Some(key) = telephone_event(&buffer[..length], config.telephone_event, &mut events)
-        else {
-            continue;
+    }
+
+    /// Takes one datagram from `source`; reports a new key press to the call. `false` once the
+    /// call has stopped reading keys.
+    pub(crate) fn handle_datagram(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        datagram: &[u8],
+    ) -> bool {
+        if !self.latch.handle_source(now, source) {
+            return true;
+        }
+        let Some(key) = telephone_event(datagram, self.telephone_event, &mut self.events) else {
+            return true;
         };
         // A full queue means the call task is not keeping up; a dropped key is what a
         // congested DTMF path does too.
-        if digits.try_send(key).is_err() && digits.is_closed() {
-            return;
-        }
+        !(self.digits.try_send(key).is_err() && self.digits.is_closed())
     }
 }
 
@@ -142,6 +130,7 @@ fn telephone_event(
 mod tests {
     use super::*;
     use crate::dtmf::{Event, EventSender};
+    use crate::rtp::relay::{Relays, RelaysConfig};
     use crate::rtp::{RtpTimestamp, Sender, SeqNo, Ssrc};
 
     fn dtmf_packets(key: char, sender: &mut Sender) -> Vec<Vec<u8>> {
@@ -162,12 +151,14 @@ mod tests {
     async fn reports_each_key_once_from_the_signalled_source_only() {
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
         socket.set_nonblocking(true).unwrap();
+        let socket = Arc::new(socket);
         let caller = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let intruder = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let (digits_tx, mut digits) = mpsc::channel(8);
-        let listener = Listener::spawn(
+        let relays = Relays::spawn(RelaysConfig { threads: 1 }).unwrap();
+        let listener = relays.listen(
             ListenerConfig {
-                socket: socket.try_clone().unwrap(),
+                socket: Arc::clone(&socket),
                 remote: caller.local_addr().unwrap(),
                 latching: false,
                 latch_window: Duration::from_secs(2),

@@ -719,16 +719,9 @@ impl CallTask {
         if self.listener.is_some() {
             return;
         }
-        let socket = match self.services.ports.duplicate(self.caller.ports.rtp()) {
-            Ok(socket) => socket,
-            Err(error) => {
-                tracing::warn!(%error, "DTMF listener: no descriptor for the RTP socket");
-                return;
-            }
-        };
-        self.listener = Some(Listener::spawn(
+        self.listener = Some(self.services.relays.listen(
             ListenerConfig {
-                socket,
+                socket: Arc::clone(self.caller.ports.rtp()),
                 remote: self.caller.negotiated.remote,
                 latching: false,
                 latch_window: media::rtp::latch::DEFAULT_LATCH_WINDOW,

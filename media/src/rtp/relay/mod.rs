@@ -29,22 +29,28 @@
 //! leg's new codec and telephone-event payload type in both directions, and re-opens the leg's
 //! latch (see [`super::latch`] for what that admits).
 //!
-//! Invariant: a socket is read by one party at a time. The DTMF listener stops (and so leaves
-//! the runtime's reactor) before a relay registers the socket, and a stopped relay has
-//! deregistered its sockets before [`Relay::stop`] returns.
+//! The same threads read the RTP socket of a call that gathers digits and is not bridged
+//! ([`Relays::listen`], the DTMF listener): the runtime's threads never see a packet of media.
+//!
+//! Invariant: a socket is read by one party at a time. The DTMF listener has deregistered the
+//! socket before [`Listener::stop`] returns, which comes before a relay registers it, and a
+//! stopped relay has deregistered its sockets before [`Relay::stop`] returns.
 
 mod worker;
+
+pub(crate) use worker::Handle as WorkerHandle;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::control::{ControlReport, DEFAULT_MINIMUM_INTERVAL};
 use super::forward::LegFormat;
 use super::latch::DEFAULT_LATCH_WINDOW;
+use super::listener::{Listener, ListenerConfig};
 use super::source::Statistics;
 
 /// One leg of a relayed call.
@@ -234,6 +240,26 @@ impl Relays {
             id,
             worker: Some(worker),
             snapshot,
+        }
+    }
+}
+
+impl Relays {
+    /// Starts reading RFC 4733 key presses from `config.socket` on the next thread in turn
+    /// (the DTMF listener of a call that is not bridged); each key is sent to `digits` once.
+    /// The socket must not be read by anybody else until the listener has stopped.
+    pub fn listen(&self, config: ListenerConfig, digits: mpsc::Sender<char>) -> Listener {
+        let index = self.next_worker.fetch_add(1, Ordering::Relaxed) % self.workers.len();
+        let worker = self.workers[index].clone();
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        worker.send(worker::Command::Listen(Box::new(worker::Listen {
+            id,
+            config,
+            digits,
+        })));
+        Listener {
+            id,
+            worker: Some(worker),
         }
     }
 }

@@ -5,7 +5,7 @@
 //! most [`BUDGET`] datagrams per socket before it serves the others: a socket flooded faster
 //! than it can be drained is put on a backlog and resumed after the rest, so one hostile
 //! sender cannot starve the other calls on the thread. Commands (start, stop, DTMF, hold,
-//! update) arrive on a channel that the thread reads after each batch of ready sockets, and
+//! update, listen) arrive on a channel that the thread reads after each batch of ready sockets, and
 //! at least every [`COMMAND_INTERVAL`]: nobody wakes the thread for a command (under load a
 //! wake per start and stop cost more than the relaying), and a token in one batch of events
 //! always means the call registered under it.
@@ -15,6 +15,7 @@ use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::mpsc;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use mio::unix::SourceFd;
@@ -26,6 +27,7 @@ use crate::dtmf::{Event, EventSender, PAYLOAD_LEN};
 use crate::rtp::control::{LegControl, MAX_RTCP_LEN};
 use crate::rtp::forward::{Dropped, Forwarder};
 use crate::rtp::latch::Latch;
+use crate::rtp::listener::{DigitReader, ListenerConfig};
 use crate::rtp::packet::{self, MAX_PACKET_LEN};
 use crate::rtp::{PayloadType, RtpTimestamp, Sender, Ssrc, CLOCK_RATE, PACKET_INTERVAL};
 
@@ -72,6 +74,21 @@ pub(super) enum Command {
         side: Side,
         session: LegSession,
     },
+    /// Register a socket and read key presses from it.
+    Listen(Box<Listen>),
+    /// Deregister a listener's socket; `reply: None` when nobody waits.
+    StopListening {
+        id: u64,
+        reply: Option<oneshot::Sender<()>>,
+    },
+}
+
+/// A DTMF listener to start.
+#[derive(Debug)]
+pub(super) struct Listen {
+    pub(super) id: u64,
+    pub(super) config: ListenerConfig,
+    pub(super) digits: tokio::sync::mpsc::Sender<char>,
 }
 
 /// A relay to start.
@@ -86,7 +103,7 @@ pub(super) struct Start {
 
 /// The way to one relay thread. The thread ends when the last handle is dropped.
 #[derive(Debug, Clone)]
-pub(super) struct Handle {
+pub(crate) struct Handle {
     commands: mpsc::Sender<Command>,
 }
 
@@ -101,6 +118,7 @@ impl Handle {
             calls: Vec::new(),
             free: Vec::new(),
             slots: HashMap::new(),
+            listeners: HashMap::new(),
             deadlines: BTreeSet::new(),
             backlog: Vec::new(),
             buffer: vec![0; MAX_PACKET_LEN.max(MAX_RTCP_LEN) + 1],
@@ -117,6 +135,11 @@ impl Handle {
     pub(super) fn send(&self, command: Command) {
         let _ = self.commands.send(command);
     }
+
+    /// Stops the listener `id`; `reply` hears when its socket is deregistered.
+    pub(crate) fn stop_listening(&self, id: u64, reply: Option<oneshot::Sender<()>>) {
+        self.send(Command::StopListening { id, reply });
+    }
 }
 
 struct Worker {
@@ -128,6 +151,8 @@ struct Worker {
     free: Vec<usize>,
     /// Relay id → slot.
     slots: HashMap<u64, usize>,
+    /// DTMF listeners by id (their token is [`LISTENER`] | id).
+    listeners: HashMap<u64, Listening>,
     /// Deadlines (RTCP reports, injected key presses): (when, relay id). A call's current
     /// deadline is in [`Call::deadline`]; an entry that no longer matches it is stale and
     /// skipped.
@@ -138,6 +163,15 @@ struct Worker {
     /// oversized one is seen as such rather than silently truncated.
     buffer: Vec<u8>,
     out: Vec<u8>,
+}
+
+/// The bit that marks a listener's token (a relay's is `slot << 2 | kind`, far below it).
+const LISTENER: usize = 1 << 62;
+
+/// A DTMF listener: one socket, read for key presses only.
+struct Listening {
+    socket: Arc<UdpSocket>,
+    reader: DigitReader,
 }
 
 /// Which of a call's four sockets a token names.
@@ -244,6 +278,10 @@ impl Worker {
 
     /// Reads one ready socket, up to the budget.
     fn handle_readable(&mut self, token: Token, now: Instant) {
+        if token.0 & LISTENER != 0 {
+            self.listen_to(token, now);
+            return;
+        }
         let (slot, socket) = Socket::of(token);
         let Some(call) = self.calls.get_mut(slot).and_then(Option::as_mut) else {
             return;
@@ -257,6 +295,29 @@ impl Worker {
         if exhausted {
             self.backlog.push(token);
         }
+    }
+
+    /// Reads one listener's socket, up to the budget.
+    fn listen_to(&mut self, token: Token, now: Instant) {
+        let id = (token.0 & !LISTENER) as u64;
+        let Some(listening) = self.listeners.get_mut(&id) else {
+            return;
+        };
+        for _ in 0..BUDGET {
+            match listening.socket.recv_from(&mut self.buffer) {
+                Ok((length, source)) => {
+                    let datagram = &self.buffer[..length.min(MAX_PACKET_LEN)];
+                    if !listening.reader.handle_datagram(now, source, datagram) {
+                        // The call no longer reads keys: the rest waits for its stop.
+                        return;
+                    }
+                }
+                Err(error) if error.kind() == ErrorKind::WouldBlock => return,
+                // ICMP port unreachable and the like: the peer may come back; keep reading.
+                Err(_) => {}
+            }
+        }
+        self.backlog.push(token);
     }
 
     /// Serves the calls whose deadline has come (RTCP reports, injected key presses).
@@ -301,6 +362,16 @@ impl Worker {
                         call.update(Instant::now(), side, session);
                     }
                 }
+                Ok(Command::Listen(listen)) => self.listen(*listen),
+                Ok(Command::StopListening { id, reply }) => {
+                    if let Some(listening) = self.listeners.remove(&id) {
+                        let fd = listening.socket.as_raw_fd();
+                        let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+                    }
+                    if let Some(reply) = reply {
+                        let _ = reply.send(());
+                    }
+                }
                 Err(mpsc::TryRecvError::Empty) => return true,
                 Err(mpsc::TryRecvError::Disconnected) => return false,
             }
@@ -328,6 +399,31 @@ impl Worker {
         if let Some(entry) = self.calls.get_mut(slot) {
             *entry = Some(call);
         }
+    }
+
+    fn listen(&mut self, listen: Listen) {
+        let Listen { id, config, digits } = listen;
+        let Ok(token) = usize::try_from(id).map(|id| Token(LISTENER | id)) else {
+            return;
+        };
+        let fd = config.socket.as_raw_fd();
+        let registered =
+            self.poll
+                .registry()
+                .register(&mut SourceFd(&fd), token, Interest::READABLE);
+        if let Err(error) = registered {
+            // Typically the socket is registered here already (read by a relay): a misuse.
+            tracing::error!(%error, "DTMF listener: could not register the RTP socket");
+            return;
+        }
+        let reader = DigitReader::new(&config, digits, Instant::now());
+        self.listeners.insert(
+            id,
+            Listening {
+                socket: config.socket,
+                reader,
+            },
+        );
     }
 
     fn send_dtmf(&mut self, id: u64, toward: Side, digits: &str) {
