@@ -802,6 +802,63 @@ async fn a_sip_callee_moving_its_media_to_another_port_is_followed() {
     media_moves_to_a_new_port(Party::Callee).await;
 }
 
+/// A caller that moves its media while the dial still rings (re-INVITE after Tandem answered
+/// it, before the callee did): the bridge started later relays to and from the new address,
+/// never the old one.
+#[tokio::test]
+async fn a_caller_moving_its_media_while_the_dial_rings_is_bridged_at_its_new_address() {
+    let hook = webhook().await;
+    let callee_rtp = RtpEndpoint::bind().await;
+    let callee = {
+        let rtp_addr = callee_rtp.addr();
+        Phone::listen(Answer::After(Duration::from_millis(1500)), move |offer| {
+            integration::rtp::sdp_answer_for(rtp_addr, offer)
+        })
+        .await
+    };
+    let callee_uri = callee.uri("bob");
+    hook.respond(
+        "/voice",
+        format!("<Response><Dial><Sip>{callee_uri}</Sip></Dial></Response>"),
+    );
+    let tandem = tandem_for(&hook).await;
+    let phone = Phone::bind().await;
+    let old_rtp = RtpEndpoint::bind().await;
+    let call = phone
+        .call(tandem.sip_udp(), "+15550100", &old_rtp.sdp_offer())
+        .await;
+    // A plain <Dial> answers the caller at once; the callee still rings.
+    call.wait_status(200, WAIT).await;
+    let incoming = callee.wait_invite(WAIT).await;
+    let moved = RtpEndpoint::bind().await;
+    let response = call.reinvite(&moved.sdp_offer()).await;
+    assert_eq!(response.status.code(), 200);
+    let (tandem_for_caller, _) = parse_sdp_audio(std::str::from_utf8(&response.body).unwrap());
+    incoming.wait_ack(WAIT).await;
+
+    let (tandem_for_callee, _) = parse_sdp_audio(&incoming.offer_sdp());
+    old_rtp.start_sending(tandem_for_caller, 0, 0x44);
+    moved.start_sending(tandem_for_caller, 0, 0x66);
+    callee_rtp.start_sending(tandem_for_callee, 0, 0x55);
+    wait_pattern(&callee_rtp, 0x66, 10).await;
+    wait_pattern(&moved, 0x55, 10).await;
+    // Ringback may have reached the old address before the move; the callee's audio never.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        count_pattern(&old_rtp, 0x55),
+        0,
+        "the callee was heard at the old address"
+    );
+    assert_eq!(
+        count_pattern(&callee_rtp, 0x44),
+        0,
+        "the old address was heard by the callee"
+    );
+
+    assert_eq!(call.bye().await.status.code(), 200);
+    incoming.wait_bye(WAIT).await;
+}
+
 /// One party switches from PCMU to PCMA by re-INVITE (RFC 3264 §8.3.2) while the other stays
 /// on PCMU: each then hears the other transcoded. Before that, an offer of a codec Tandem
 /// lacks gets 488 and changes nothing.
