@@ -523,17 +523,21 @@ struct SipBridge {
     _tandem: Tandem,
 }
 
+/// A SIP phone that answers every INVITE `after` ringing, with RTP at the returned endpoint.
+async fn sip_callee(after: Duration) -> (RtpEndpoint, Phone) {
+    let callee_rtp = RtpEndpoint::bind().await;
+    let rtp_addr = callee_rtp.addr();
+    let callee = Phone::listen(Answer::After(after), move |offer| {
+        integration::rtp::sdp_answer_for(rtp_addr, offer)
+    })
+    .await;
+    (callee_rtp, callee)
+}
+
 /// Sets up a [`SipBridge`] whose `/voice` answers `dial(callee URI)`; `hook` may hold other
 /// routes the dial needs.
 async fn sip_bridge(hook: &WebhookServer, dial: impl FnOnce(&str) -> String) -> SipBridge {
-    let callee_rtp = RtpEndpoint::bind().await;
-    let callee = {
-        let rtp_addr = callee_rtp.addr();
-        Phone::listen(Answer::After(Duration::from_millis(100)), move |offer| {
-            integration::rtp::sdp_answer_for(rtp_addr, offer)
-        })
-        .await
-    };
+    let (callee_rtp, callee) = sip_callee(Duration::from_millis(100)).await;
     let callee_uri = callee.uri("bob");
     hook.respond("/voice", dial(&callee_uri));
     let tandem = tandem_for(hook).await;
@@ -808,14 +812,7 @@ async fn a_sip_callee_moving_its_media_to_another_port_is_followed() {
 #[tokio::test]
 async fn a_caller_moving_its_media_while_the_dial_rings_is_bridged_at_its_new_address() {
     let hook = webhook().await;
-    let callee_rtp = RtpEndpoint::bind().await;
-    let callee = {
-        let rtp_addr = callee_rtp.addr();
-        Phone::listen(Answer::After(Duration::from_millis(1500)), move |offer| {
-            integration::rtp::sdp_answer_for(rtp_addr, offer)
-        })
-        .await
-    };
+    let (callee_rtp, callee) = sip_callee(Duration::from_millis(1500)).await;
     let callee_uri = callee.uri("bob");
     hook.respond(
         "/voice",
