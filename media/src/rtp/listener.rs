@@ -1,8 +1,9 @@
 //! The DTMF listener: while a call collects digits and is not bridged (`<Gather>`), a relay
 //! thread reads the call's RTP socket, keeps only packets from an accepted source ([`Latch`])
-//! and reports each RFC 4733 telephone-event once ([`Relays::listen`](super::relay::Relays::listen)). Audio packets are read
-//! and discarded: nothing records the caller yet. Media nobody reads stays queued in the
-//! kernel (a relay taking the socket over discards it first).
+//! and reports each RFC 4733 telephone-event once
+//! ([`Relays::listen`](super::relay::Relays::listen)). Audio packets are read and discarded:
+//! nothing records the caller yet. Media nobody reads stays queued in the kernel (a relay
+//! taking the socket over discards it first).
 //!
 //! The relay threads listen, not the runtime: they register the socket itself with their epoll
 //! (no duplicate descriptor, so a call holds none beyond its RTP sockets), and the runtime's

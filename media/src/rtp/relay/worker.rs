@@ -5,10 +5,10 @@
 //! most [`BUDGET`] datagrams per socket before it serves the others: a socket flooded faster
 //! than it can be drained is put on a backlog and resumed after the rest, so one hostile
 //! sender cannot starve the other calls on the thread. Commands (start, stop, DTMF, hold,
-//! update, listen) arrive on a channel that the thread reads after each batch of ready sockets, and
-//! at least every [`COMMAND_INTERVAL`]: nobody wakes the thread for a command (under load a
-//! wake per start and stop cost more than the relaying), and a token in one batch of events
-//! always means the call registered under it.
+//! update, listen) arrive on a channel that the thread reads after each batch of ready
+//! sockets, and at least every [`COMMAND_INTERVAL`]: nobody wakes the thread for a command
+//! (under load a wake per start and stop cost more than the relaying), and a token in one
+//! batch of events always means the call (or listener) registered under it.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::io::ErrorKind;
