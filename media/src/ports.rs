@@ -55,6 +55,11 @@ pub enum PortError {
 /// How long a released pair rests, at least, before it is handed out again.
 pub const DEFAULT_REST: Duration = Duration::from_millis(250);
 
+/// How long a released pair may rest unused before it is closed
+/// ([`PortPool::close_resting_longer_than`]): long enough to serve the next burst of calls,
+/// short enough that a quiet switch gives its descriptors and ports back after a busy hour.
+pub const MAX_REST: Duration = Duration::from_secs(30);
+
 /// A pool of RTP/RTCP port pairs on one local address. Cloning shares the pool.
 #[derive(Debug, Clone)]
 pub struct PortPool {
@@ -229,6 +234,28 @@ impl PortPool {
                 last: inner.last,
             },
         })
+    }
+
+    /// Closes the pairs that have rested longer than `idle` (call it periodically, with
+    /// [`MAX_REST`]); returns how many.
+    pub fn close_resting_longer_than(&self, idle: Duration) -> usize {
+        let now = Instant::now();
+        let mut closing = Vec::new();
+        {
+            let mut state = lock(&self.inner);
+            while state
+                .resting
+                .front()
+                .is_some_and(|pair| now.saturating_duration_since(pair.since) > idle)
+            {
+                if let Some(pair) = state.resting.pop_front() {
+                    state.held.remove(&pair.port);
+                    closing.push(pair);
+                }
+            }
+        }
+        // The sockets close here, outside the lock.
+        closing.len()
     }
 
     fn reuse(&self, rested: Resting) -> RtpPorts {

@@ -254,3 +254,22 @@ fn a_new_lease_beyond_the_share_closes_the_longest_resting_pair() {
     assert_eq!(pool.resting(), 0, "closed to keep two pairs open");
     UdpSocket::bind((LOCALHOST, base)).expect("the closed pair's port is free");
 }
+
+#[test]
+fn pairs_resting_too_long_are_closed_and_their_ports_freed() {
+    let (pool, base) = resting_pool(Duration::from_secs(3600));
+    drop(pool.allocate().unwrap());
+    assert_eq!(pool.resting(), 1);
+    assert_eq!(
+        pool.close_resting_longer_than(Duration::from_secs(3600)),
+        0,
+        "not rested that long yet"
+    );
+    assert_eq!(pool.resting(), 1);
+    std::thread::sleep(Duration::from_millis(5));
+    assert_eq!(pool.close_resting_longer_than(Duration::from_millis(1)), 1);
+    assert_eq!((pool.resting(), pool.leased()), (0, 0));
+    // Both sockets are closed: anybody may bind the ports now.
+    UdpSocket::bind((LOCALHOST, base)).unwrap();
+    UdpSocket::bind((LOCALHOST, base + 1)).unwrap();
+}

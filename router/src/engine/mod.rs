@@ -11,6 +11,7 @@ mod reoffer;
 mod task;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use media::cache::Cache;
 use media::ports::PortPool;
@@ -63,6 +64,9 @@ pub struct Services {
 /// Seconds a caller refused for overload is asked to wait (Retry-After).
 const OVERLOAD_RETRY_AFTER: u32 = 5;
 
+/// How often resting RTP pairs are checked for having rested too long.
+const RESTING_SWEEP: Duration = Duration::from_secs(5);
+
 /// Takes every incoming call until the endpoint stops.
 pub async fn run(services: Arc<Services>, mut calls: mpsc::Receiver<IncomingCall>) {
     let demo = match crate::twiml::parse(DEMO_DOCUMENT.as_bytes()) {
@@ -73,7 +77,21 @@ pub async fn run(services: Arc<Services>, mut calls: mpsc::Receiver<IncomingCall
             Vec::new()
         }
     };
-    while let Some(call) = calls.recv().await {
+    // Resting RTP pairs nobody took for a while are closed, so that a quiet switch gives
+    // back the descriptors and ports of its last busy spell.
+    let mut resting_sweep = tokio::time::interval(RESTING_SWEEP);
+    resting_sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let call = tokio::select! {
+            call = calls.recv() => match call {
+                Some(call) => call,
+                None => break,
+            },
+            _ = resting_sweep.tick() => {
+                services.ports.close_resting_longer_than(media::ports::MAX_REST);
+                continue;
+            }
+        };
         let dialled = call.request.uri.user().unwrap_or_default().to_owned();
         let (start, status_callback) = match services.directory.resolve(&dialled) {
             Resolution::NotFound => {

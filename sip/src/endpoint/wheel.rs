@@ -32,8 +32,10 @@ pub(super) struct Wheel<T> {
     occupied: Vec<u64>,
     /// The earliest occupied tick, if any deadline is queued.
     earliest: Option<u64>,
-    /// The slot being handed out by [`Wheel::pop`] (its buffer is swapped with the slot's, so
-    /// both keep their capacity).
+    /// The slot being handed out by [`Wheel::pop`], taken out of the wheel: a slot holds
+    /// memory only while it holds deadlines. (Swapping buffers instead kept every capacity
+    /// ever reached and passed the largest around, until all 65,536 slots held one: RSS grew
+    /// for minutes under steady load.)
     expiring: Vec<(Instant, T)>,
     len: usize,
 }
@@ -91,7 +93,7 @@ impl<T> Wheel<T> {
             let slot = (tick % SPAN) as usize;
             if self.instant_of(tick) <= now {
                 // The whole millisecond has passed: the slot is emptied in one go.
-                std::mem::swap(&mut self.expiring, &mut self.slots[slot]);
+                self.expiring = std::mem::take(&mut self.slots[slot]);
             } else {
                 // Part of it (a virtual clock's `now`): only what is due leaves the slot.
                 let pending = &mut self.slots[slot];
