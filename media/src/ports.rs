@@ -240,20 +240,18 @@ impl PortPool {
     /// [`MAX_REST`]); returns how many.
     pub fn close_resting_longer_than(&self, idle: Duration) -> usize {
         let now = Instant::now();
-        let mut closing = Vec::new();
-        {
-            let mut state = lock(&self.inner);
-            while state
-                .resting
-                .front()
-                .is_some_and(|pair| now.saturating_duration_since(pair.since) > idle)
-            {
-                if let Some(pair) = state.resting.pop_front() {
-                    state.held.remove(&pair.port);
-                    closing.push(pair);
-                }
-            }
+        let mut state = lock(&self.inner);
+        // Longest resting first: the pairs to close are a prefix of the queue.
+        let stale = state
+            .resting
+            .iter()
+            .take_while(|pair| now.saturating_duration_since(pair.since) > idle)
+            .count();
+        let closing: Vec<Resting> = state.resting.drain(..stale).collect();
+        for pair in &closing {
+            state.held.remove(&pair.port);
         }
+        drop(state);
         // The sockets close here, outside the lock.
         closing.len()
     }

@@ -212,9 +212,7 @@ impl Relays {
     /// Starts relaying between `a` and `b` on the next thread in turn. The sockets must not
     /// be read by anybody else until the relay has stopped.
     pub fn relay(&self, a: Leg, b: Leg, config: RelayConfig) -> Relay {
-        let index = self.next_worker.fetch_add(1, Ordering::Relaxed) % self.workers.len();
-        let worker = self.workers[index].clone();
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (worker, id) = self.next();
         let (publish, snapshot) = watch::channel(RelayReport::default());
         // Media that arrived before the bridge (a caller's audio while a dial rang, read by
         // nobody) is stale: forwarded, it would reach the other party as one burst. It is
@@ -242,16 +240,12 @@ impl Relays {
             snapshot,
         }
     }
-}
 
-impl Relays {
     /// Starts reading RFC 4733 key presses from `config.socket` on the next thread in turn
     /// (the DTMF listener of a call that is not bridged); each key is sent to `digits` once.
     /// The socket must not be read by anybody else until the listener has stopped.
     pub fn listen(&self, config: ListenerConfig, digits: mpsc::Sender<char>) -> Listener {
-        let index = self.next_worker.fetch_add(1, Ordering::Relaxed) % self.workers.len();
-        let worker = self.workers[index].clone();
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (worker, id) = self.next();
         worker.send(worker::Command::Listen(Box::new(worker::Listen {
             id,
             config,
@@ -261,6 +255,13 @@ impl Relays {
             id,
             worker: Some(worker),
         }
+    }
+
+    /// The next thread in turn, and a new id for what it is given.
+    fn next(&self) -> (worker::Handle, u64) {
+        let index = self.next_worker.fetch_add(1, Ordering::Relaxed) % self.workers.len();
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        (self.workers[index].clone(), id)
     }
 }
 
@@ -296,13 +297,11 @@ impl Relay {
     /// still playing. Nothing is sent when that leg did not negotiate telephone-events, and at
     /// most 64 keys wait at a time (more are dropped).
     pub fn send_dtmf(&self, toward: Side, digits: &str) {
-        if let Some(worker) = &self.worker {
-            worker.send(worker::Command::Dtmf {
-                id: self.id,
-                toward,
-                digits: digits.to_owned(),
-            });
-        }
+        self.command(worker::Command::Dtmf {
+            id: self.id,
+            toward,
+            digits: digits.to_owned(),
+        });
     }
 
     /// Stops (`held`) or resumes forwarding toward leg `toward`: a party that put the call on
@@ -310,13 +309,11 @@ impl Relay {
     /// on hold) still reaches the other leg. On resuming, the stream toward it goes on as a new
     /// talkspurt whose timestamps skip the pause. Key presses for a held leg are dropped.
     pub fn hold(&self, toward: Side, held: bool) {
-        if let Some(worker) = &self.worker {
-            worker.send(worker::Command::Hold {
-                id: self.id,
-                toward,
-                held,
-            });
-        }
+        self.command(worker::Command::Hold {
+            id: self.id,
+            toward,
+            held,
+        });
     }
 
     /// Follows leg `side` to the media its new offer/answer exchange settled (RFC 3264 §8:
@@ -327,12 +324,17 @@ impl Relay {
     /// to `session.remote_rtcp` until the peer's own reports arrive from elsewhere. A leg
     /// that does not latch then accepts RTP only from the new address. Hold is unaffected.
     pub fn update(&self, side: Side, session: LegSession) {
+        self.command(worker::Command::Update {
+            id: self.id,
+            side,
+            session,
+        });
+    }
+
+    /// Queues `command` for the relay's thread, unless the relay was stopped.
+    fn command(&self, command: worker::Command) {
         if let Some(worker) = &self.worker {
-            worker.send(worker::Command::Update {
-                id: self.id,
-                side,
-                session,
-            });
+            worker.send(command);
         }
     }
 
