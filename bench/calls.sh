@@ -35,9 +35,9 @@
 # RcvbufErrors (all sockets) and drops on Tandem's SIP socket, Tandem's warnings, and its call,
 # transaction and dialog gauges after the load.
 #
-# Limits (checked, never changed silently): each call holds two RTP port pairs in Tandem
-# (caller and callee legs) = 4 UDP sockets, so calls of CALL_MS at R/s hold ~4·R·CALL_MS/1000
-# descriptors. The script raises the soft limit to the hard one (`ulimit -Hn`; 20,000 in the
+# Limits (checked, never changed silently): each call holds one RTP socket per leg in Tandem
+# (caller and callee; both parties multiplex RTCP on it, RFC 5761) = 2 UDP sockets, so calls of
+# CALL_MS at R/s hold ~2·R·CALL_MS/1000 descriptors. The script raises the soft limit to the hard one (`ulimit -Hn`; 20,000 in the
 # project's container) and says when descriptors, not CPU, bound the rate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -87,8 +87,8 @@ command -v sipp >/dev/null || { echo "error: sipp missing: apt-get install sip-t
 hard=$(ulimit -Hn)
 if [ "$hard" = unlimited ]; then ulimit -n 1048576; else ulimit -n "$hard"; fi
 fd_limit=$(ulimit -n)
-echo "limits: ulimit -n $fd_limit (one call holds 4 RTP sockets in Tandem: ~$((fd_limit / 4)) calls" \
-  "at once, ~$((fd_limit * 1000 / 4 / (call_ms + 100))) calls/s of ${call_ms} ms); rtp_ports=$rtp_ports;" \
+echo "limits: ulimit -n $fd_limit (one call holds 2 RTP sockets in Tandem: ~$((fd_limit / 2)) calls" \
+  "at once, ~$((fd_limit * 1000 / 2 / (call_ms + 100))) calls/s of ${call_ms} ms); rtp_ports=$rtp_ports;" \
   "rmem_max=$(cat /proc/sys/net/core/rmem_max); load:$(uptime | sed 's/.*load average//')"
 
 [ -n "${TANDEM_BIN:-}" ] || cargo build --release --quiet -p tandem --bin tandem
@@ -142,7 +142,7 @@ run_step() {
   local step_rate=$1 step_seconds=$2
   local dir="$work/step-$step_rate"
   mkdir -p "$dir/data"
-  local needed=$((4 * step_rate * (call_ms + 100) / 1000 + 100))
+  local needed=$((2 * step_rate * (call_ms + 100) / 1000 + 100))
   if [ "$needed" -gt "$fd_limit" ]; then
     echo "note: $step_rate calls/s of $call_ms ms hold ~$needed descriptors in Tandem, over the" \
       "limit of $fd_limit: descriptors, not CPU, bound this rate"

@@ -117,7 +117,7 @@ pub async fn start(config: AppConfig) -> anyhow::Result<Running> {
             std::net::IpAddr::from([0, 0, 0, 0]),
             config.media.rtp_ports.first(),
             config.media.rtp_ports.last(),
-            descriptors.open_pairs,
+            descriptors.media,
             media::ports::DEFAULT_REST,
         )
         .context("the [media] rtp_ports range")?,
@@ -137,7 +137,8 @@ pub async fn start(config: AppConfig) -> anyhow::Result<Running> {
             .iter()
             .find_map(|trunk| trunk.outbound_uri.clone()),
         records: records.clone(),
-        max_calls: config.router.max_calls.unwrap_or(descriptors.max_calls),
+        max_calls: config.router.max_calls,
+        media_descriptors: descriptors.media,
     };
     let webhooks = services.webhooks.clone();
     let rtp_ports = services.ports.clone();
@@ -260,20 +261,14 @@ impl Drop for Running {
 /// TCP and WebSocket connections, webhook connections, files.
 const RESERVED_DESCRIPTORS: u64 = 1024;
 
-/// Descriptors one call holds at most at once: two RTP/RTCP pairs, the caller's and the dialled
-/// leg's (connections are shared and come out of [`RESERVED_DESCRIPTORS`]; the DTMF listener
-/// reads the caller's socket itself on a relay thread).
-const DESCRIPTORS_PER_CALL: u64 = 4;
-
 /// How the open-files limit is shared out.
 struct DescriptorBudget {
-    /// Calls live at once at most.
-    max_calls: usize,
-    /// RTP port pairs open at once at most, leased and resting (two descriptors each): every
-    /// usable descriptor, two pairs per call at the call limit. Released pairs rest
-    /// with their sockets open only within it, so resting pairs take descriptors that calls
-    /// are not using and give them back as calls need them.
-    open_pairs: usize,
+    /// Descriptors for the calls' RTP sockets, leased and resting: every one not reserved.
+    /// Calls are admitted while the leased sockets leave room for one more call at its most
+    /// (`router::engine::SOCKETS_PER_CALL`: 2–4, by whether its parties multiplex RTCP), and
+    /// released pairs rest with their sockets open only within it, so resting pairs take
+    /// descriptors that calls are not using and give them back as calls need them.
+    media: usize,
 }
 
 impl DescriptorBudget {
@@ -287,19 +282,17 @@ impl DescriptorBudget {
                 rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft)
             }
         };
-        let usable = limit.saturating_sub(RESERVED_DESCRIPTORS);
-        let calls = usable / DESCRIPTORS_PER_CALL;
-        let open_pairs = usable / 2;
+        let media = usize::try_from(limit.saturating_sub(RESERVED_DESCRIPTORS))
+            .unwrap_or(usize::MAX)
+            .max(router::engine::SOCKETS_PER_CALL);
         tracing::info!(
             open_files = limit,
-            max_calls = calls,
-            rtp_pairs_open = open_pairs,
+            rtp_sockets = media,
+            calls_at_most = media / 2,
+            calls_at_least = media / router::engine::SOCKETS_PER_CALL,
             "call limit from the open-files limit"
         );
-        Self {
-            max_calls: usize::try_from(calls).unwrap_or(usize::MAX).max(1),
-            open_pairs: usize::try_from(open_pairs).unwrap_or(usize::MAX),
-        }
+        Self { media }
     }
 }
 

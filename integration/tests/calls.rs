@@ -619,6 +619,93 @@ async fn dial_sip_bridges_to_a_sip_user_agent() {
     assert_signed(&hook);
 }
 
+/// A SIP phone answering every INVITE at once with RTP at the returned endpoint, agreeing to
+/// RTCP multiplexing (RFC 5761) when offered if `rtcp_mux`.
+async fn sip_callee_multiplexing(rtcp_mux: bool) -> (RtpEndpoint, Phone) {
+    let callee_rtp = RtpEndpoint::bind().await;
+    let rtp_addr = callee_rtp.addr();
+    let callee = Phone::listen(Answer::After(Duration::ZERO), move |offer| {
+        let answer = integration::rtp::sdp_answer_for(rtp_addr, offer);
+        if rtcp_mux && offer.contains("a=rtcp-mux\r\n") {
+            answer + "a=rtcp-mux\r\n"
+        } else {
+            answer
+        }
+    })
+    .await;
+    (callee_rtp, callee)
+}
+
+/// Whether Tandem holds a socket on `port` (binding it on loopback fails while Tandem's
+/// wildcard socket is there).
+fn tandem_holds(port: u16) -> bool {
+    std::net::UdpSocket::bind(("127.0.0.1", port)).is_err()
+}
+
+#[tokio::test]
+async fn rtcp_shares_the_rtp_port_when_both_sides_agree_and_gets_its_own_when_the_callee_declines()
+{
+    for callee_muxes in [true, false] {
+        let hook = webhook().await;
+        let (callee_rtp, callee) = sip_callee_multiplexing(callee_muxes).await;
+        hook.respond(
+            "/voice",
+            format!(
+                "<Response><Dial><Sip>{}</Sip></Dial></Response>",
+                callee.uri("bob")
+            ),
+        );
+        let tandem = tandem_for(&hook).await;
+        let phone = Phone::bind().await;
+        let caller_rtp = RtpEndpoint::bind().await;
+        // The trunk offers RTCP multiplexing (RFC 5761 §5.1.1).
+        let offer = format!("{}a=rtcp-mux\r\n", caller_rtp.sdp_offer());
+        let call = phone.call(tandem.sip_udp(), "+15550100", &offer).await;
+        let incoming = callee.wait_invite(WAIT).await;
+        call.wait_status(200, WAIT).await;
+        incoming.wait_ack(WAIT).await;
+        let answer = call.remote_sdp().unwrap();
+        assert!(
+            answer.contains("a=rtcp-mux\r\n"),
+            "agreed with the caller: {answer}"
+        );
+        let tandem_offer = incoming.offer_sdp();
+        assert!(
+            tandem_offer.contains("a=rtcp-mux\r\n"),
+            "offered to the callee: {tandem_offer}"
+        );
+        let (tandem_for_caller, _) = parse_sdp_audio(&answer);
+        let (tandem_for_callee, _) = parse_sdp_audio(&tandem_offer);
+        caller_rtp.start_sending(tandem_for_caller, 0, 0x44);
+        callee_rtp.start_sending(tandem_for_callee, 0, 0x55);
+        wait_pattern(&callee_rtp, 0x44, 5).await;
+        wait_pattern(&caller_rtp, 0x55, 5).await;
+        // One socket for the multiplexing caller; the callee's RTCP port is opened only when
+        // its answer declined.
+        assert!(tandem_holds(tandem_for_caller.port()));
+        assert!(!tandem_holds(tandem_for_caller.port() + 1));
+        assert!(tandem_holds(tandem_for_callee.port()));
+        assert_eq!(tandem_holds(tandem_for_callee.port() + 1), !callee_muxes);
+        if callee_muxes {
+            // Tandem's reports reach the caller on its RTP port (the first within 7.5 s, RFC
+            // 3550 §6.2), from Tandem's RTP port.
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            let is_report = |packet: &RtpPacket| (72..=76).contains(&packet.payload_type);
+            while !caller_rtp.received().iter().any(is_report) {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "no RTCP on the caller's RTP port"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let report = caller_rtp.received().into_iter().find(is_report).unwrap();
+            assert_eq!(report.from.port(), tandem_for_caller.port());
+        }
+        call.bye().await;
+        incoming.wait_bye(WAIT).await;
+    }
+}
+
 /// Packets of `byte` received so far.
 fn count_pattern(rtp: &RtpEndpoint, byte: u8) -> usize {
     rtp.received()

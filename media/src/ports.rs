@@ -1,7 +1,12 @@
 //! The RTP port pool: hands out an even RTP port and the RTCP port above it (RFC 3550 §11:
 //! "RTP SHOULD use an even destination port number and the corresponding RTCP stream SHOULD
-//! use the next higher (odd) destination port number") from a configured range, with both UDP
+//! use the next higher (odd) destination port number") from a configured range, with the UDP
 //! sockets already bound, so a port is never promised and then found taken.
+//!
+//! A lease whose RTCP is multiplexed on the RTP port (RFC 5761, [`Rtcp::Muxed`]) opens the RTP
+//! socket only: half the descriptors of a pair. Its RTCP port stays reserved, so a lease made
+//! for an offer of multiplexing that the answer declines can still open it
+//! ([`RtpPorts::open_rtcp`]).
 //!
 //! Ports in use by anybody else (another process, or a socket of ours still draining) are
 //! skipped: binding is the test. The search for a fresh pair starts after the last port handed
@@ -11,10 +16,12 @@
 //! (resting pairs cut a call's CPU by 8 %, measured: creating, binding and closing four
 //! sockets per call is that costly). The pair that has rested longest is handed out again once
 //! it has rested [`PortPool::with_resting`]'s minimum, but only if nothing at all arrived on
-//! either socket while it rested: a peer of the old call still sending (a stream that did not
-//! stop at BYE) therefore never reaches the next call; such a pair is closed instead. Pairs
-//! hold descriptors, so they rest only while leased and resting pairs together stay within the
-//! pool's share; a new lease beyond it closes the longest-resting pair.
+//! its sockets while it rested: a peer of the old call still sending (a stream that did not
+//! stop at BYE) therefore never reaches the next call; such a pair is closed instead. A rested
+//! pair serves either kind of lease: its RTCP socket is closed for a multiplexed one, or bound
+//! again for one that needs it. Pairs hold descriptors, so they rest only while the sockets of
+//! leased and resting pairs together stay within the pool's share; a new lease beyond it
+//! closes the longest-resting pair.
 //!
 //! The sockets are plain non-blocking std sockets, registered with no reactor: whoever reads
 //! one registers it for as long as it reads (the DTMF listener with the runtime, a relay with
@@ -60,6 +67,15 @@ pub const DEFAULT_REST: Duration = Duration::from_millis(250);
 /// short enough that a quiet switch gives its descriptors and ports back after a busy hour.
 pub const MAX_REST: Duration = Duration::from_secs(30);
 
+/// Where a lease's RTCP flows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rtcp {
+    /// On a socket of its own, at the RTP port + 1 (RFC 3550 §11).
+    OwnPort,
+    /// On the RTP socket itself (RFC 5761): no second socket is opened.
+    Muxed,
+}
+
 /// A pool of RTP/RTCP port pairs on one local address. Cloning shares the pool.
 #[derive(Debug, Clone)]
 pub struct PortPool {
@@ -72,6 +88,8 @@ struct Inner {
     first: u16,
     last: u16,
     rest: Duration,
+    /// Sockets (descriptors) that leased and resting pairs may hold before released pairs
+    /// stop resting.
     max_open: usize,
     /// Pairs handed out again after resting.
     reused: AtomicU64,
@@ -86,6 +104,23 @@ struct State {
     resting: VecDeque<Resting>,
     /// The even port the next search for a fresh pair starts at.
     cursor: u16,
+    /// Sockets open in leased pairs.
+    leased_sockets: usize,
+    /// Sockets open in resting pairs.
+    resting_sockets: usize,
+}
+
+impl State {
+    fn open_sockets(&self) -> usize {
+        self.leased_sockets + self.resting_sockets
+    }
+
+    /// Takes the longest-resting pair off the queue (its port stays held).
+    fn pop_resting(&mut self) -> Option<Resting> {
+        let pair = self.resting.pop_front()?;
+        self.resting_sockets -= pair.sockets();
+        Some(pair)
+    }
 }
 
 /// A released pair. Its sockets are held by nobody else (the pool checked when it took them),
@@ -94,11 +129,17 @@ struct State {
 struct Resting {
     port: u16,
     rtp: Arc<UdpSocket>,
-    rtcp: Arc<UdpSocket>,
+    rtcp: Option<Arc<UdpSocket>>,
     since: Instant,
 }
 
-/// An allocated pair: both sockets bound and non-blocking, released to the pool on drop.
+impl Resting {
+    fn sockets(&self) -> usize {
+        1 + usize::from(self.rtcp.is_some())
+    }
+}
+
+/// An allocated pair: its sockets bound and non-blocking, released to the pool on drop.
 ///
 /// Holders of the sockets (a relay, a player) must let go of them before or soon after the
 /// pair is dropped; a pair whose sockets are still held elsewhere when it is dropped is not
@@ -106,7 +147,7 @@ struct Resting {
 #[derive(Debug)]
 pub struct RtpPorts {
     rtp: Arc<UdpSocket>,
-    rtcp: Arc<UdpSocket>,
+    rtcp: Option<Arc<UdpSocket>>,
     port: u16,
     pool: Arc<Inner>,
 }
@@ -114,16 +155,17 @@ pub struct RtpPorts {
 impl PortPool {
     /// A pool over the ports `first..=last` on `address`. The first even port at or above
     /// `first` whose successor is at most `last` is the first pair. Released pairs rest
-    /// [`DEFAULT_REST`] while no more than 256 pairs are open: see [`PortPool::with_resting`].
+    /// [`DEFAULT_REST`] while no more than 512 sockets are open: see
+    /// [`PortPool::with_resting`].
     pub fn new(address: IpAddr, first: u16, last: u16) -> Result<Self, PortError> {
-        Self::with_resting(address, first, last, 256, DEFAULT_REST)
+        Self::with_resting(address, first, last, 512, DEFAULT_REST)
     }
 
     /// A pool whose released pairs rest with their sockets open while no more than
-    /// `max_open` pairs, leased and resting, are open (each holds two descriptors: this is the
-    /// pool's share of them; 0 closes every released pair), and are handed out again after
-    /// resting `rest` if nothing arrived on them meanwhile. Leases are not limited by
-    /// `max_open`: a new lease beyond it closes the longest-resting pair instead.
+    /// `max_open` sockets, of leased and resting pairs, are open (this is the pool's share of
+    /// the process's descriptors; 0 closes every released pair), and are handed out again
+    /// after resting `rest` if nothing arrived on them meanwhile. Leases are not limited by
+    /// `max_open`: a new lease beyond it closes the longest-resting pairs instead.
     pub fn with_resting(
         address: IpAddr,
         first: u16,
@@ -162,6 +204,12 @@ impl PortPool {
         state.held.len() - state.resting.len()
     }
 
+    /// How many sockets (descriptors) the leased pairs hold now: two for a pair with its own
+    /// RTCP socket, one for a multiplexed one.
+    pub fn leased_sockets(&self) -> usize {
+        lock(&self.inner).leased_sockets
+    }
+
     /// How many released pairs rest with their sockets open now.
     pub fn resting(&self) -> usize {
         lock(&self.inner).resting.len()
@@ -173,18 +221,23 @@ impl PortPool {
     }
 
     /// Allocates a pair: one that rested long enough in silence, else the next even port
-    /// (after the last one handed out) that is neither held nor bound elsewhere, with both
-    /// sockets bound and non-blocking.
-    pub fn allocate(&self) -> Result<RtpPorts, PortError> {
+    /// (after the last one handed out) that is neither held nor bound elsewhere, with its
+    /// sockets bound and non-blocking: the RTP socket, and the RTCP socket unless `rtcp` is
+    /// [`Rtcp::Muxed`].
+    pub fn allocate(&self, rtcp: Rtcp) -> Result<RtpPorts, PortError> {
         let inner = &self.inner;
         let mut state = lock(inner);
-        if let Some(rested) = take_rested(&mut state, inner.rest) {
+        if let Some(rested) = take_rested(inner, &mut state, inner.rest, rtcp) {
             drop(state);
             return Ok(self.reuse(rested));
         }
         // The new pair's descriptors come out of the resting ones beyond the share.
-        while state.held.len() >= inner.max_open {
-            let Some(oldest) = state.resting.pop_front() else {
+        let sockets = match rtcp {
+            Rtcp::OwnPort => 2,
+            Rtcp::Muxed => 1,
+        };
+        while state.open_sockets() + sockets > inner.max_open {
+            let Some(oldest) = state.pop_resting() else {
                 break;
             };
             state.held.remove(&oldest.port);
@@ -201,7 +254,7 @@ impl PortPool {
             if state.held.contains(&candidate) {
                 continue;
             }
-            let (rtp, rtcp) = match bind_pair(inner.address, candidate) {
+            let (rtp, rtcp) = match bind_pair(inner.address, candidate, rtcp) {
                 Ok(pair) => pair,
                 // Out of descriptors: every other port would fail the same way, so stop
                 // rather than try the whole range for each call.
@@ -213,17 +266,18 @@ impl PortPool {
             };
             state.held.insert(candidate);
             state.cursor = port;
+            state.leased_sockets += sockets;
             drop(state);
             return Ok(RtpPorts::new(
                 inner,
                 candidate,
                 Arc::new(rtp),
-                Arc::new(rtcp),
+                rtcp.map(Arc::new),
             ));
         }
         // Rather than refuse the call (no free port, or no descriptor for a new socket), a
         // pair that has not rested its full time will do, if it is silent.
-        if let Some(rested) = take_rested(&mut state, Duration::ZERO) {
+        if let Some(rested) = take_rested(inner, &mut state, Duration::ZERO, rtcp) {
             drop(state);
             return Ok(self.reuse(rested));
         }
@@ -250,6 +304,7 @@ impl PortPool {
         let closing: Vec<Resting> = state.resting.drain(..stale).collect();
         for pair in &closing {
             state.held.remove(&pair.port);
+            state.resting_sockets -= pair.sockets();
         }
         drop(state);
         // The sockets close here, outside the lock.
@@ -263,7 +318,12 @@ impl PortPool {
 }
 
 impl RtpPorts {
-    fn new(pool: &Arc<Inner>, port: u16, rtp: Arc<UdpSocket>, rtcp: Arc<UdpSocket>) -> Self {
+    fn new(
+        pool: &Arc<Inner>,
+        port: u16,
+        rtp: Arc<UdpSocket>,
+        rtcp: Option<Arc<UdpSocket>>,
+    ) -> Self {
         Self {
             rtp,
             rtcp,
@@ -277,9 +337,22 @@ impl RtpPorts {
         &self.rtp
     }
 
-    /// The RTCP socket (RTP port + 1).
-    pub fn rtcp(&self) -> &Arc<UdpSocket> {
-        &self.rtcp
+    /// The RTCP socket (RTP port + 1), unless RTCP is multiplexed on the RTP socket.
+    pub fn rtcp(&self) -> Option<&Arc<UdpSocket>> {
+        self.rtcp.as_ref()
+    }
+
+    /// Opens the RTCP socket of a lease made [`Rtcp::Muxed`] (an offer of multiplexing that
+    /// the answer declined: RFC 5761 §5.1.1 then has RTCP on its usual port). The port was
+    /// reserved with the lease, but a program outside the pool may have bound it meanwhile:
+    /// then this fails and the leg goes without RTCP. Nothing happens if the socket is open.
+    pub fn open_rtcp(&mut self) -> std::io::Result<()> {
+        if self.rtcp.is_none() {
+            let socket = bind_non_blocking(SocketAddr::new(self.pool.address, self.port + 1))?;
+            self.rtcp = Some(Arc::new(socket));
+            lock(&self.pool).leased_sockets += 1;
+        }
+        Ok(())
     }
 
     /// The RTP port (even); RTCP is this + 1.
@@ -298,17 +371,22 @@ impl Drop for RtpPorts {
         // Only this handle holds the sockets (no weak references are ever made), so nobody
         // can take a new hold on them: they may rest. Else they close with their last holder.
         let unshared = |socket: &Arc<UdpSocket>| Arc::strong_count(socket) == 1;
+        let sockets = 1 + usize::from(self.rtcp.is_some());
         // What the last call's peer sent until now is dropped, so that the rest starts
         // silent; a socket still flooded after that many is not kept.
         let may_rest = unshared(&self.rtp)
-            && unshared(&self.rtcp)
-            && discard_queued(&[&self.rtp, &self.rtcp], RELEASE_DRAIN) < RELEASE_DRAIN;
+            && self.rtcp.as_ref().is_none_or(unshared)
+            && with_sockets(&self.rtp, self.rtcp.as_deref(), |sockets| {
+                discard_queued(sockets, RELEASE_DRAIN)
+            }) < RELEASE_DRAIN;
         let mut state = lock(&self.pool);
-        if may_rest && state.held.len() <= self.pool.max_open {
+        state.leased_sockets -= sockets;
+        if may_rest && state.open_sockets() + sockets <= self.pool.max_open {
+            state.resting_sockets += sockets;
             state.resting.push_back(Resting {
                 port: self.port,
                 rtp: Arc::clone(&self.rtp),
-                rtcp: Arc::clone(&self.rtcp),
+                rtcp: self.rtcp.clone(),
                 since: Instant::now(),
             });
         } else {
@@ -322,9 +400,11 @@ impl Drop for RtpPorts {
 const RELEASE_DRAIN: usize = 256;
 
 /// The pair that has rested longest, if it has rested `rest` and nothing arrived on it
-/// meanwhile. Pairs that heard something are closed (a peer of their last call may still be
-/// sending); a few are looked at per call, so a burst of them costs no call a long wait.
-fn take_rested(state: &mut State, rest: Duration) -> Option<Resting> {
+/// meanwhile, with an RTCP socket exactly if `rtcp` asks for one; it counts as leased. Pairs
+/// that heard something are closed (a peer of their last call may still be sending), as is
+/// one whose RTCP port cannot be bound again; a few are looked at per call, so a burst of
+/// them costs no call a long wait.
+fn take_rested(inner: &Inner, state: &mut State, rest: Duration, rtcp: Rtcp) -> Option<Resting> {
     const LOOKS: usize = 4;
     let now = Instant::now();
     for _ in 0..LOOKS {
@@ -332,15 +412,44 @@ fn take_rested(state: &mut State, rest: Duration) -> Option<Resting> {
         if now.saturating_duration_since(front.since) < rest {
             return None;
         }
-        let rested = state.resting.pop_front()?;
+        let mut rested = state.pop_resting()?;
         // Every holder keeps the sockets non-blocking (nothing here or in the relay, player
         // or listener changes a socket's mode), so silence is all there is to check.
-        if is_silent(&[&rested.rtp, &rested.rtcp]) {
-            return Some(rested);
+        if !with_sockets(&rested.rtp, rested.rtcp.as_deref(), is_silent) {
+            state.held.remove(&rested.port);
+            continue;
         }
-        state.held.remove(&rested.port);
+        match (rtcp, &rested.rtcp) {
+            // Closes the RTCP socket: a multiplexed lease does not need it.
+            (Rtcp::Muxed, Some(_)) => rested.rtcp = None,
+            (Rtcp::OwnPort, None) => {
+                let address = SocketAddr::new(inner.address, rested.port + 1);
+                match bind_non_blocking(address) {
+                    Ok(socket) => rested.rtcp = Some(Arc::new(socket)),
+                    Err(_) => {
+                        state.held.remove(&rested.port);
+                        continue;
+                    }
+                }
+            }
+            _ => {}
+        }
+        state.leased_sockets += rested.sockets();
+        return Some(rested);
     }
     None
+}
+
+/// Calls `f` with a pair's open sockets, RTP first.
+fn with_sockets<R>(
+    rtp: &UdpSocket,
+    rtcp: Option<&UdpSocket>,
+    f: impl FnOnce(&[&UdpSocket]) -> R,
+) -> R {
+    match rtcp {
+        Some(rtcp) => f(&[rtp, rtcp]),
+        None => f(&[rtp]),
+    }
 }
 
 /// Locks the pool state; a poisoned lock (a panic elsewhere while holding it, which nothing
@@ -352,11 +461,18 @@ fn lock(inner: &Inner) -> std::sync::MutexGuard<'_, State> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn bind_pair(address: IpAddr, port: u16) -> std::io::Result<(UdpSocket, UdpSocket)> {
-    Ok((
-        bind_non_blocking(SocketAddr::new(address, port))?,
-        bind_non_blocking(SocketAddr::new(address, port + 1))?,
-    ))
+/// Binds the RTP socket at `port`, and the RTCP socket above it unless RTCP is multiplexed.
+fn bind_pair(
+    address: IpAddr,
+    port: u16,
+    rtcp: Rtcp,
+) -> std::io::Result<(UdpSocket, Option<UdpSocket>)> {
+    let rtp = bind_non_blocking(SocketAddr::new(address, port))?;
+    let rtcp = match rtcp {
+        Rtcp::OwnPort => Some(bind_non_blocking(SocketAddr::new(address, port + 1))?),
+        Rtcp::Muxed => None,
+    };
+    Ok((rtp, rtcp))
 }
 
 /// A UDP socket created non-blocking (one system call fewer than switching it afterwards).

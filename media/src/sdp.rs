@@ -205,6 +205,9 @@ pub struct Media {
     pub direction: Option<Direction>,
     /// `a=rtcp` (RFC 3605): where the stream's RTCP goes when not to RTP port + 1.
     pub rtcp: Option<RtcpAttribute>,
+    /// `a=rtcp-mux` (RFC 5761 §5.1.1): RTCP shares the RTP port, in an offer if the answerer
+    /// agrees, in an answer as agreed.
+    pub rtcp_mux: bool,
 }
 
 /// An `a=rtcp` attribute (RFC 3605 §2.1): `a=rtcp:<port> [IN IP4|IP6 <address>]`.
@@ -217,9 +220,13 @@ pub struct RtcpAttribute {
 }
 
 impl Media {
-    /// Where this stream's RTCP goes, given the stream's RTP address: `a=rtcp` if present,
-    /// else RFC 3550 §11's RTP port + 1 on the same address.
-    pub fn rtcp_address(&self, rtp: SocketAddr) -> SocketAddr {
+    /// Where this stream's RTCP goes, given the stream's RTP address and whether RTCP is
+    /// multiplexed: the RTP address if it is, else `a=rtcp` if present, else RFC 3550 §11's
+    /// RTP port + 1 on the same address.
+    pub fn rtcp_address(&self, rtp: SocketAddr, muxed: bool) -> SocketAddr {
+        if muxed {
+            return rtp;
+        }
         match self.rtcp {
             Some(attribute) => {
                 SocketAddr::new(attribute.address.unwrap_or(rtp.ip()), attribute.port)
@@ -255,9 +262,11 @@ pub struct Negotiated {
     pub telephone_event: Option<PayloadType>,
     /// Where the peer wants to receive RTP.
     pub remote: SocketAddr,
-    /// Where the peer wants to receive RTCP: its `a=rtcp` (RFC 3605), else RTP port + 1
-    /// (RFC 3550 §11).
+    /// Where the peer wants to receive RTCP: its RTP address when RTCP is multiplexed, else
+    /// its `a=rtcp` (RFC 3605), else RTP port + 1 (RFC 3550 §11).
     pub remote_rtcp: SocketAddr,
+    /// Whether RTCP is multiplexed on the RTP ports (RFC 5761): both sides said so.
+    pub rtcp_mux: bool,
     /// Our direction.
     pub direction: Direction,
     /// The peer's `a=ptime`, if given, in milliseconds.
@@ -274,7 +283,9 @@ pub struct Answer {
 }
 
 /// Builds an offer for one audio stream received at `local`, listing `codecs` in order of
-/// preference plus telephone-events on [`PayloadType::TELEPHONE_EVENT_DEFAULT`].
+/// preference plus telephone-events on [`PayloadType::TELEPHONE_EVENT_DEFAULT`], and offering
+/// RTCP multiplexed on the RTP port (RFC 5761 §5.1.1; an answerer that does not know the
+/// attribute ignores it and RTCP stays on RTP port + 1).
 pub fn offer(local: SocketAddr, codecs: &[Codec], session_id: u64) -> Session {
     Session {
         origin: Origin {
@@ -293,15 +304,23 @@ pub fn offer(local: SocketAddr, codecs: &[Codec], session_id: u64) -> Session {
                 .map(|&codec| (codec, codec.static_payload_type())),
             Some(PayloadType::TELEPHONE_EVENT_DEFAULT),
             Direction::SendRecv,
+            true,
         )],
     }
 }
 
 /// Answers `offer` for audio received at `local` (RFC 3264 §6): the first offered codec that
 /// is in `supported`, under the offer's payload type; the offer's telephone-event payload type
-/// if it has one; the mirrored direction. Other `m=` lines are rejected with port 0 in place,
-/// so the answer has as many as the offer (§6). No usable audio stream or codec is an error.
-pub fn answer(offer: &Session, local: SocketAddr, supported: &[Codec]) -> Result<Answer, SdpError> {
+/// if it has one; the mirrored direction; RTCP multiplexing if offered and `rtcp_mux` allows it
+/// (RFC 5761 §5.1.1: the answer repeats `a=rtcp-mux` to agree). Other `m=` lines are rejected
+/// with port 0 in place, so the answer has as many as the offer (§6). No usable audio stream
+/// or codec is an error.
+pub fn answer(
+    offer: &Session,
+    local: SocketAddr,
+    supported: &[Codec],
+    rtcp_mux: bool,
+) -> Result<Answer, SdpError> {
     let index = offer
         .media
         .iter()
@@ -322,6 +341,7 @@ pub fn answer(offer: &Session, local: SocketAddr, supported: &[Codec]) -> Result
         .or(offer.direction)
         .unwrap_or(Direction::SendRecv)
         .answered();
+    let rtcp_mux = rtcp_mux && offered.rtcp_mux;
     let media = offer
         .media
         .iter()
@@ -333,6 +353,7 @@ pub fn answer(offer: &Session, local: SocketAddr, supported: &[Codec]) -> Result
                     std::iter::once((codec, payload_type)),
                     telephone_event,
                     direction,
+                    rtcp_mux,
                 )
             } else {
                 // RFC 3264 §6: "An offered stream MAY be rejected in the answer, for any
@@ -350,6 +371,7 @@ pub fn answer(offer: &Session, local: SocketAddr, supported: &[Codec]) -> Result
                     ptime: None,
                     direction: None,
                     rtcp: None,
+                    rtcp_mux: false,
                 }
             }
         })
@@ -373,7 +395,8 @@ pub fn answer(offer: &Session, local: SocketAddr, supported: &[Codec]) -> Result
             payload_type,
             telephone_event,
             remote: SocketAddr::new(remote_ip, offered.port),
-            remote_rtcp: offered.rtcp_address(SocketAddr::new(remote_ip, offered.port)),
+            remote_rtcp: offered.rtcp_address(SocketAddr::new(remote_ip, offered.port), rtcp_mux),
+            rtcp_mux,
             direction,
             ptime: offered.ptime,
         },
@@ -415,12 +438,14 @@ pub fn accept_answer(
         .or(answer.direction)
         .unwrap_or(Direction::SendRecv)
         .answered();
+    let rtcp_mux = offer.media[index].rtcp_mux && answered.rtcp_mux;
     Ok(Negotiated {
         codec,
         payload_type,
         telephone_event: answered.telephone_event(),
         remote: SocketAddr::new(remote_ip, answered.port),
-        remote_rtcp: answered.rtcp_address(SocketAddr::new(remote_ip, answered.port)),
+        remote_rtcp: answered.rtcp_address(SocketAddr::new(remote_ip, answered.port), rtcp_mux),
+        rtcp_mux,
         direction,
         ptime: answered.ptime,
     })
@@ -489,6 +514,15 @@ impl Session {
         let changed = self != *previous;
         self.origin = previous.origin.next(changed);
         self
+    }
+
+    /// Whether the first active audio stream offers RTCP multiplexed on its RTP port (RFC
+    /// 5761 §5.1.1): an answer that agrees needs one local socket for the stream, not two.
+    pub fn offers_rtcp_mux(&self) -> bool {
+        self.media
+            .iter()
+            .find(|media| is_active_audio(media))
+            .is_some_and(|media| media.rtcp_mux)
     }
 
     /// Parses an SDP body.
@@ -620,6 +654,9 @@ impl fmt::Display for Session {
                 }
                 write!(out, "\r\n")?;
             }
+            if media.rtcp_mux {
+                write!(out, "a=rtcp-mux\r\n")?;
+            }
         }
         Ok(())
     }
@@ -636,6 +673,7 @@ fn audio_media(
     codecs: impl Iterator<Item = (Codec, PayloadType)>,
     telephone_event: Option<PayloadType>,
     direction: Direction,
+    rtcp_mux: bool,
 ) -> Media {
     let mut media = Media {
         kind: "audio".to_owned(),
@@ -648,6 +686,7 @@ fn audio_media(
         ptime: Some(PTIME_MILLISECONDS),
         direction: Some(direction),
         rtcp: None,
+        rtcp_mux,
     };
     for (codec, payload_type) in codecs {
         media.formats.push(payload_type.0.to_string());
@@ -764,6 +803,7 @@ fn parse_media(value: &str, line: usize) -> Result<Media, SdpError> {
         ptime: None,
         direction: None,
         rtcp: None,
+        rtcp_mux: false,
     })
 }
 
@@ -787,6 +827,7 @@ fn parse_media_attribute(media: &mut Media, value: &str, line: usize) -> Result<
             // RTCP at RTP port + 1, rather than failing the whole offer.
             media.rtcp = parse_rtcp_attribute(argument);
         }
+        "rtcp-mux" => media.rtcp_mux = true,
         "rtpmap" => {
             // RFC 4566 §6: a=rtpmap:<payload type> <encoding name>/<clock rate>[/<params>].
             let bad = SdpError::BadField {
@@ -880,7 +921,7 @@ mod tests {
         )
         .unwrap();
         // An answer built afresh has an origin of its own; following ours, it takes ours.
-        let changed = answer(&peer, local, &[Codec::Pcmu, Codec::Pcma])
+        let changed = answer(&peer, local, &[Codec::Pcmu, Codec::Pcma], true)
             .unwrap()
             .session
             .following(&first);

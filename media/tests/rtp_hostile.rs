@@ -69,7 +69,7 @@ proptest! {
         let text = format!("v=0\r\n{}\r\n", lines.join("\r\n"));
         if let Ok(offer) = Session::parse(text.as_bytes()) {
             let local: SocketAddr = "192.0.2.1:20000".parse().unwrap();
-            if let Ok(answer) = sdp::answer(&offer, local, &[Codec::Pcmu, Codec::Pcma]) {
+            if let Ok(answer) = sdp::answer(&offer, local, &[Codec::Pcmu, Codec::Pcma], true) {
                 let offered: Vec<_> = offer.media.iter().flat_map(|media| media.codecs()).collect();
                 prop_assert!(offered.contains(&(answer.negotiated.codec, answer.negotiated.payload_type)));
                 let text = answer.session.to_string();

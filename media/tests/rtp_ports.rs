@@ -9,11 +9,11 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use media::ports::{PortError, PortPool};
+use media::ports::{PortError, PortPool, Rtcp};
 
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
-/// A base port whose next six ports are free right now: probing keeps parallel test runs
+/// A base port whose next eight ports are free right now: probing keeps parallel test runs
 /// (and other programs) from making this test flaky. The tests of this binary run in
 /// parallel too, so each call starts past the ranges handed out before: two tests never
 /// probe, release and then both take the same range.
@@ -22,7 +22,7 @@ fn free_range() -> u16 {
     loop {
         let base = NEXT.fetch_add(16, Ordering::Relaxed);
         assert!(base < 60_000, "no free port range on 127.0.0.1");
-        let all_free = (base..base + 6).all(|port| UdpSocket::bind((LOCALHOST, port)).is_ok());
+        let all_free = (base..base + 8).all(|port| UdpSocket::bind((LOCALHOST, port)).is_ok());
         if all_free {
             return base;
         }
@@ -39,25 +39,28 @@ fn pairs_are_even_and_odd_skip_busy_ports_and_run_out_cleanly() {
     // Someone else holds the RTCP port of the second pair.
     let squatter = UdpSocket::bind((LOCALHOST, base + 3)).unwrap();
 
-    let first = pool.allocate().unwrap();
+    let first = pool.allocate(Rtcp::OwnPort).unwrap();
     assert_eq!(first.port(), base);
     assert_eq!(first.rtp().local_addr().unwrap().port(), base);
-    assert_eq!(first.rtcp().local_addr().unwrap().port(), base + 1);
-    let second = pool.allocate().unwrap();
+    assert_eq!(first.rtcp().unwrap().local_addr().unwrap().port(), base + 1);
+    let second = pool.allocate(Rtcp::OwnPort).unwrap();
     assert_eq!(
         second.port(),
         base + 4,
         "the pair with a busy port is skipped"
     );
     assert_eq!(pool.leased(), 2);
-    assert!(matches!(pool.allocate(), Err(PortError::Exhausted { .. })));
+    assert!(matches!(
+        pool.allocate(Rtcp::OwnPort),
+        Err(PortError::Exhausted { .. })
+    ));
 
     // Dropping a lease frees its pair; so does the squatter leaving.
     drop(first);
     assert_eq!(pool.leased(), 1);
     drop(squatter);
-    let third = pool.allocate().unwrap();
-    let fourth = pool.allocate().unwrap();
+    let third = pool.allocate(Rtcp::OwnPort).unwrap();
+    let fourth = pool.allocate(Rtcp::OwnPort).unwrap();
     let mut ports = [third.port(), fourth.port()];
     ports.sort_unstable();
     assert_eq!(ports, [base, base + 2]);
@@ -68,7 +71,7 @@ fn pairs_are_even_and_odd_skip_busy_ports_and_run_out_cleanly() {
 fn the_leased_sockets_are_non_blocking_and_carry_traffic() {
     let base = free_range();
     let pool = PortPool::new(LOCALHOST, base, base + 1).unwrap();
-    let ports = pool.allocate().unwrap();
+    let ports = pool.allocate(Rtcp::OwnPort).unwrap();
     let mut buffer = [0u8; 8];
     let empty = ports.rtp().recv_from(&mut buffer).unwrap_err();
     assert_eq!(empty.kind(), std::io::ErrorKind::WouldBlock);
@@ -110,17 +113,18 @@ fn ranges_without_a_pair_are_rejected() {
     );
 }
 
-/// A pool of three pairs whose released pairs rest `rest` while at most two pairs are open.
+/// A pool of three pairs whose released pairs rest `rest` while at most four sockets (two
+/// pairs) are open.
 fn resting_pool(rest: Duration) -> (PortPool, u16) {
     let base = free_range();
-    let pool = PortPool::with_resting(LOCALHOST, base, base + 5, 2, rest).unwrap();
+    let pool = PortPool::with_resting(LOCALHOST, base, base + 5, 4, rest).unwrap();
     (pool, base)
 }
 
 #[test]
 fn a_released_pair_rests_then_serves_again_with_the_same_sockets() {
     let (pool, base) = resting_pool(Duration::ZERO);
-    let first = pool.allocate().unwrap();
+    let first = pool.allocate(Rtcp::OwnPort).unwrap();
     assert_eq!(first.port(), base);
     // Traffic of the first call, some of it still queued when the call ends.
     let peer = UdpSocket::bind((LOCALHOST, 0)).unwrap();
@@ -128,7 +132,7 @@ fn a_released_pair_rests_then_serves_again_with_the_same_sockets() {
     drop(first);
     assert_eq!((pool.leased(), pool.resting()), (0, 1));
 
-    let again = pool.allocate().unwrap();
+    let again = pool.allocate(Rtcp::OwnPort).unwrap();
     assert_eq!(
         again.port(),
         base,
@@ -157,35 +161,38 @@ fn a_released_pair_rests_then_serves_again_with_the_same_sockets() {
 fn a_pair_is_not_reused_before_it_has_rested_unless_the_range_is_used_up() {
     let base = free_range();
     let pool =
-        PortPool::with_resting(LOCALHOST, base, base + 5, 4, Duration::from_secs(3600)).unwrap();
-    drop(pool.allocate().unwrap());
-    let next = pool.allocate().unwrap();
+        PortPool::with_resting(LOCALHOST, base, base + 5, 8, Duration::from_secs(3600)).unwrap();
+    drop(pool.allocate(Rtcp::OwnPort).unwrap());
+    let next = pool.allocate(Rtcp::OwnPort).unwrap();
     assert_eq!(
         next.port(),
         base + 2,
         "a fresh pair while the released one rests"
     );
     assert_eq!(pool.reused(), 0);
-    let last = pool.allocate().unwrap();
+    let last = pool.allocate(Rtcp::OwnPort).unwrap();
     assert_eq!(last.port(), base + 4);
     // The range is used up: rather than refuse, the resting pair serves early.
-    let early = pool.allocate().unwrap();
+    let early = pool.allocate(Rtcp::OwnPort).unwrap();
     assert_eq!(early.port(), base);
     assert_eq!(pool.reused(), 1);
-    assert!(matches!(pool.allocate(), Err(PortError::Exhausted { .. })));
+    assert!(matches!(
+        pool.allocate(Rtcp::OwnPort),
+        Err(PortError::Exhausted { .. })
+    ));
 }
 
 #[test]
 fn a_pair_that_hears_anything_while_resting_is_closed_not_reused() {
     let (pool, base) = resting_pool(Duration::ZERO);
-    let first = pool.allocate().unwrap();
+    let first = pool.allocate(Rtcp::OwnPort).unwrap();
     let rtcp = SocketAddr::new(LOCALHOST, first.port() + 1);
     drop(first);
     // A peer of the old call still sending (to the RTCP port: either socket counts).
     let stray = UdpSocket::bind((LOCALHOST, 0)).unwrap();
     stray.send_to(b"still here", rtcp).unwrap();
 
-    let next = pool.allocate().unwrap();
+    let next = pool.allocate(Rtcp::OwnPort).unwrap();
     assert_eq!(
         pool.reused(),
         0,
@@ -204,7 +211,7 @@ fn a_pair_that_hears_anything_while_resting_is_closed_not_reused() {
 #[test]
 fn pairs_whose_sockets_are_still_held_or_beyond_the_share_are_closed() {
     let (pool, base) = resting_pool(Duration::ZERO);
-    let mut pairs = (0..3).map(|_| pool.allocate().unwrap());
+    let mut pairs = (0..3).map(|_| pool.allocate(Rtcp::OwnPort).unwrap());
     let (first, second, third) = (
         pairs.next().unwrap(),
         pairs.next().unwrap(),
@@ -240,12 +247,12 @@ fn pairs_whose_sockets_are_still_held_or_beyond_the_share_are_closed() {
 fn a_new_lease_beyond_the_share_closes_the_longest_resting_pair() {
     let base = free_range();
     let pool =
-        PortPool::with_resting(LOCALHOST, base, base + 5, 2, Duration::from_secs(3600)).unwrap();
-    let first = pool.allocate().unwrap();
-    let _second = pool.allocate().unwrap();
+        PortPool::with_resting(LOCALHOST, base, base + 5, 4, Duration::from_secs(3600)).unwrap();
+    let first = pool.allocate(Rtcp::OwnPort).unwrap();
+    let _second = pool.allocate(Rtcp::OwnPort).unwrap();
     drop(first);
     assert_eq!(pool.resting(), 1);
-    let third = pool.allocate().unwrap();
+    let third = pool.allocate(Rtcp::OwnPort).unwrap();
     assert_eq!(
         third.port(),
         base + 4,
@@ -258,7 +265,7 @@ fn a_new_lease_beyond_the_share_closes_the_longest_resting_pair() {
 #[test]
 fn pairs_resting_too_long_are_closed_and_their_ports_freed() {
     let (pool, base) = resting_pool(Duration::from_secs(3600));
-    drop(pool.allocate().unwrap());
+    drop(pool.allocate(Rtcp::OwnPort).unwrap());
     assert_eq!(pool.resting(), 1);
     assert_eq!(
         pool.close_resting_longer_than(Duration::from_secs(3600)),
@@ -272,4 +279,53 @@ fn pairs_resting_too_long_are_closed_and_their_ports_freed() {
     // Both sockets are closed: anybody may bind the ports now.
     UdpSocket::bind((LOCALHOST, base)).unwrap();
     UdpSocket::bind((LOCALHOST, base + 1)).unwrap();
+}
+
+#[test]
+fn a_multiplexed_lease_opens_one_socket_and_its_rtcp_port_on_demand() {
+    let (pool, base) = resting_pool(Duration::ZERO);
+    let mut muxed = pool.allocate(Rtcp::Muxed).unwrap();
+    assert_eq!(muxed.port(), base);
+    assert!(muxed.rtcp().is_none());
+    assert_eq!(pool.leased_sockets(), 1);
+    // The answer declined multiplexing: RTCP gets its usual port after all.
+    muxed.open_rtcp().unwrap();
+    let rtcp_port = muxed.rtcp().unwrap().local_addr().unwrap().port();
+    assert_eq!(rtcp_port, base + 1);
+    assert_eq!(pool.leased_sockets(), 2);
+    muxed.open_rtcp().unwrap();
+    assert_eq!(pool.leased_sockets(), 2, "opening twice opens nothing more");
+
+    // A rested pair serves a multiplexed lease with its RTCP socket closed...
+    drop(muxed);
+    assert_eq!((pool.resting(), pool.leased_sockets()), (1, 0));
+    let single = pool.allocate(Rtcp::Muxed).unwrap();
+    assert_eq!((single.port(), pool.reused()), (base, 1));
+    assert!(single.rtcp().is_none());
+    assert_eq!(pool.leased_sockets(), 1);
+    UdpSocket::bind((LOCALHOST, base + 1)).expect("the RTCP socket was closed");
+    // ... and a rested single serves a lease that needs RTCP by binding it again.
+    drop(single);
+    let pair = pool.allocate(Rtcp::OwnPort).unwrap();
+    assert_eq!((pair.port(), pool.reused()), (base, 2));
+    assert_eq!(pair.rtcp().unwrap().local_addr().unwrap().port(), base + 1);
+    assert_eq!(pool.leased_sockets(), 2);
+}
+
+#[test]
+fn the_resting_share_counts_sockets_so_single_sockets_rest_twice_as_many() {
+    // Four sockets may be open: four multiplexed leases fit, where only two pairs would.
+    let base = free_range();
+    let pool =
+        PortPool::with_resting(LOCALHOST, base, base + 7, 4, Duration::from_secs(3600)).unwrap();
+    let leases: Vec<_> = (0..4)
+        .map(|_| pool.allocate(Rtcp::Muxed).unwrap())
+        .collect();
+    assert_eq!(pool.leased_sockets(), 4);
+    drop(leases);
+    assert_eq!((pool.resting(), pool.leased_sockets()), (4, 0));
+    // A pair beyond the share closes the longest-resting singles to make room.
+    let _pair = pool.allocate(Rtcp::OwnPort).unwrap();
+    assert_eq!(pool.resting(), 2);
+    assert_eq!(pool.leased_sockets(), 2);
 }

@@ -8,7 +8,7 @@ use std::fs::File;
 use std::net::{IpAddr, Ipv4Addr, UdpSocket};
 use std::time::Duration;
 
-use media::ports::PortPool;
+use media::ports::{PortPool, Rtcp};
 
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
@@ -25,8 +25,11 @@ fn out_of_descriptors_a_silent_resting_pair_serves_before_its_rest_is_over() {
     let base = free_range();
     // Pairs rest for an hour: only a lack of descriptors may hand them out early.
     let pool =
-        PortPool::with_resting(LOCALHOST, base, base + 15, 8, Duration::from_secs(3600)).unwrap();
-    let released = [pool.allocate().unwrap(), pool.allocate().unwrap()];
+        PortPool::with_resting(LOCALHOST, base, base + 15, 16, Duration::from_secs(3600)).unwrap();
+    let released = [
+        pool.allocate(Rtcp::OwnPort).unwrap(),
+        pool.allocate(Rtcp::OwnPort).unwrap(),
+    ];
     let released_ports = released.each_ref().map(|pair| pair.port());
     drop(released);
     assert_eq!(pool.resting(), 2);
@@ -48,14 +51,14 @@ fn out_of_descriptors_a_silent_resting_pair_serves_before_its_rest_is_over() {
     // No socket can be opened, so the silent resting pair serves before its hour is over
     // (rather than the call being refused); the one that heard the stray is closed.
     let reused_before = pool.reused();
-    let served = pool.allocate().unwrap();
+    let served = pool.allocate(Rtcp::OwnPort).unwrap();
     assert_eq!(served.port(), released_ports[1]);
     assert_eq!(pool.reused(), reused_before + 1);
     assert_eq!(pool.resting(), 0);
 
     // Nothing left to give: the error names the cause, not the port range.
     fill(&mut filler);
-    let error = pool.allocate().unwrap_err();
+    let error = pool.allocate(Rtcp::OwnPort).unwrap_err();
     assert!(
         error.to_string().contains("out of file descriptors"),
         "{error}"
@@ -63,7 +66,10 @@ fn out_of_descriptors_a_silent_resting_pair_serves_before_its_rest_is_over() {
 
     drop(filler);
     rlimit::setrlimit(rlimit::Resource::NOFILE, soft, hard).unwrap();
-    assert!(pool.allocate().is_ok(), "descriptors back: a fresh pair");
+    assert!(
+        pool.allocate(Rtcp::OwnPort).is_ok(),
+        "descriptors back: a fresh pair"
+    );
 }
 
 /// Opens files until the process is out of descriptors (EMFILE), keeping them in `filler`.

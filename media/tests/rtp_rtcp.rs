@@ -2,7 +2,7 @@
 //! the peer receives an SR with the counts of what the relay sent it (and an RR where the
 //! relay sent nothing), and the peer's RR, with loss, jitter and LSR/DLSR, shows up in the
 //! relay's report with the round-trip time, while a forgery from another address and junk are
-//! dropped.
+//! dropped. RTCP multiplexed on the RTP port (RFC 5761) is read and sent there, never relayed.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // helpers outside #[test] fns too
 
@@ -272,4 +272,78 @@ async fn the_peers_rr_is_recorded_with_loss_jitter_and_round_trip_time() {
     assert_eq!(report.rtcp_b.peer_sender, Some(phone_info));
     assert_eq!(relay.latest_report().rtcp_b.peer_sender, Some(phone_info));
     relay.stop().await;
+}
+
+#[tokio::test]
+async fn rtcp_multiplexed_on_the_rtp_port_is_read_there_and_sent_there_but_never_relayed() {
+    let (relay_a, relay_b, phone_a, phone_b) =
+        (relay_pair(), relay_pair(), pair().await, pair().await);
+    // Leg A multiplexes (RFC 5761): its RTCP endpoint is its RTP socket on both sides.
+    let muxed = Leg {
+        rtcp: Some(RtcpEndpoint {
+            socket: Arc::clone(&relay_a.rtp),
+            remote: address(&phone_a.rtp),
+        }),
+        ..leg(&relay_a, &phone_a)
+    };
+    let mut relay = relays().relay(muxed, leg(&relay_b, &phone_b), config());
+    let to_relay = relay_a.rtp.local_addr().unwrap();
+    for sequence in 1..=3 {
+        phone_a
+            .rtp
+            .send_to(&audio(sequence), to_relay)
+            .await
+            .unwrap();
+    }
+    let block = ReportBlock {
+        ssrc: Ssrc(1),
+        fraction_lost: 0,
+        cumulative_lost: 3,
+        extended_highest: 0,
+        jitter: 0,
+        last_sender_report: 0,
+        delay_since_last_sender_report: 0,
+    };
+    let mut datagram = Vec::new();
+    rtcp::write_receiver_report(Ssrc(0xA1), &[block], &mut datagram);
+    phone_a.rtp.send_to(&datagram, to_relay).await.unwrap();
+    phone_a.rtp.send_to(&audio(4), to_relay).await.unwrap();
+
+    // Phone B gets the four audio packets.
+    for _ in 1..=4 {
+        let bytes = receive(&phone_b.rtp).await;
+        let header = Packet::parse(&bytes).unwrap().header;
+        assert_eq!(header.payload_type, PayloadType::PCMU);
+    }
+    // Our reports to A arrive on A's RTP port; A's own socket pair's RTCP port hears nothing.
+    let (report, _) = first_report(
+        &phone_a.rtp,
+        |report| matches!(report, Report::Receiver { blocks, .. } if !blocks.is_empty()),
+    )
+    .await;
+    let Report::Receiver { blocks, .. } = report else {
+        unreachable!("filtered for an RR");
+    };
+    assert_eq!(blocks[0].ssrc, Ssrc(0xABCD));
+    let mut buffer = [0u8; 64];
+    assert!(phone_a.rtcp.try_recv_from(&mut buffer).is_err());
+    // A's report was read as RTCP: recorded, and not counted as unusable media.
+    let report = timeout(Duration::from_secs(2), async {
+        loop {
+            let report = relay.changed_report().await.unwrap();
+            if report.rtcp_a.reports_received >= 1 {
+                return report;
+            }
+        }
+    })
+    .await
+    .expect("A's RR is recorded within two seconds");
+    assert_eq!(report.rtcp_a.malformed, 0);
+    assert_eq!(
+        report.a_to_b.unusable, 0,
+        "the report was not taken for media"
+    );
+    let report = relay.stop().await;
+    assert_eq!(report.a_to_b.forwarded, 4);
+    assert_eq!(report.rtcp_a.reports_received, 1);
 }

@@ -81,7 +81,7 @@ const BOTH: [Codec; 2] = [Codec::Pcmu, Codec::Pcma];
 #[test]
 fn linphone_gets_pcmu_its_8khz_event_type_and_a_rejected_video_line() {
     let offer = Session::parse(LINPHONE.as_bytes()).unwrap();
-    let answer = sdp::answer(&offer, local(), &BOTH).unwrap();
+    let answer = sdp::answer(&offer, local(), &BOTH, true).unwrap();
     let negotiated = answer.negotiated;
     assert_eq!(negotiated.codec, Codec::Pcmu);
     assert_eq!(negotiated.payload_type, PayloadType::PCMU);
@@ -105,19 +105,19 @@ fn linphone_gets_pcmu_its_8khz_event_type_and_a_rejected_video_line() {
 #[test]
 fn baresip_with_lf_line_ends_gets_the_first_supported_codec_in_offer_order() {
     let offer = Session::parse(BARESIP.as_bytes()).unwrap();
-    let answer = sdp::answer(&offer, local(), &BOTH).unwrap();
+    let answer = sdp::answer(&offer, local(), &BOTH, true).unwrap();
     assert_eq!(answer.negotiated.codec, Codec::Pcma);
     assert_eq!(answer.negotiated.payload_type, PayloadType::PCMA);
     assert_eq!(answer.negotiated.telephone_event, Some(PayloadType(101)));
     // Restricting what we support changes the pick.
-    let pcmu_only = sdp::answer(&offer, local(), &[Codec::Pcmu]).unwrap();
+    let pcmu_only = sdp::answer(&offer, local(), &[Codec::Pcmu], true).unwrap();
     assert_eq!(pcmu_only.negotiated.codec, Codec::Pcmu);
 }
 
 #[test]
 fn sipp_offer_without_events_is_answered_without_events() {
     let offer = Session::parse(SIPP_UAC.as_bytes()).unwrap();
-    let answer = sdp::answer(&offer, local(), &BOTH).unwrap();
+    let answer = sdp::answer(&offer, local(), &BOTH, true).unwrap();
     assert_eq!(answer.negotiated.codec, Codec::Pcmu);
     assert_eq!(answer.negotiated.telephone_event, None);
     assert_eq!(answer.negotiated.remote, "127.0.1.1:6000".parse().unwrap());
@@ -125,7 +125,7 @@ fn sipp_offer_without_events_is_answered_without_events() {
     assert!(text.contains("m=audio 20000 RTP/AVP 0\r\n"), "{text}");
     assert!(!text.contains("telephone-event"));
     assert_eq!(
-        sdp::answer(&offer, local(), &[Codec::Pcma]),
+        sdp::answer(&offer, local(), &[Codec::Pcma], true),
         Err(SdpError::NoCommonCodec)
     );
 }
@@ -134,7 +134,7 @@ fn sipp_offer_without_events_is_answered_without_events() {
 fn twilio_like_trunk_keeps_ptime_and_pcma_preference() {
     let offer = Session::parse(TWILIO_LIKE.as_bytes()).unwrap();
     assert_eq!(offer.name, "Twilio Media Gateway");
-    let answer = sdp::answer(&offer, local(), &BOTH).unwrap();
+    let answer = sdp::answer(&offer, local(), &BOTH, true).unwrap();
     assert_eq!(answer.negotiated.codec, Codec::Pcma);
     assert_eq!(answer.negotiated.ptime, Some(20));
     assert_eq!(answer.negotiated.telephone_event, Some(PayloadType(101)));
@@ -149,7 +149,7 @@ fn hold_offers_get_mirrored_directions() {
     ] {
         let text = format!("{SIPP_UAC}a={attribute}\r\n");
         let offer = Session::parse(text.as_bytes()).unwrap();
-        let answer = sdp::answer(&offer, local(), &BOTH).unwrap();
+        let answer = sdp::answer(&offer, local(), &BOTH, true).unwrap();
         assert_eq!(answer.negotiated.direction, answered);
         assert!(answer
             .session
@@ -160,7 +160,7 @@ fn hold_offers_get_mirrored_directions() {
     let text = SIPP_UAC.replace("t=0 0\r\n", "t=0 0\r\na=sendonly\r\n");
     let offer = Session::parse(text.as_bytes()).unwrap();
     assert_eq!(
-        sdp::answer(&offer, local(), &BOTH)
+        sdp::answer(&offer, local(), &BOTH, true)
             .unwrap()
             .negotiated
             .direction,
@@ -173,26 +173,26 @@ fn unusable_offers_are_typed_errors() {
     let srtp_only = SIPP_UAC.replace("RTP/AVP", "RTP/SAVP");
     let offer = Session::parse(srtp_only.as_bytes()).unwrap();
     assert_eq!(
-        sdp::answer(&offer, local(), &BOTH),
+        sdp::answer(&offer, local(), &BOTH, true),
         Err(SdpError::NoAudioStream)
     );
     let g729 = SIPP_UAC.replace("RTP/AVP 0", "RTP/AVP 18");
     let offer = Session::parse(g729.as_bytes()).unwrap();
     assert_eq!(
-        sdp::answer(&offer, local(), &BOTH),
+        sdp::answer(&offer, local(), &BOTH, true),
         Err(SdpError::NoCommonCodec)
     );
     let no_connection = SIPP_UAC.replace("c=IN IP4 127.0.1.1\r\n", "");
     let offer = Session::parse(no_connection.as_bytes()).unwrap();
     assert_eq!(
-        sdp::answer(&offer, local(), &BOTH),
+        sdp::answer(&offer, local(), &BOTH, true),
         Err(SdpError::NoConnectionAddress)
     );
     // A PT 0 renamed by rtpmap to something else is not PCMU.
     let renamed = SIPP_UAC.replace("PCMU/8000", "L16/8000");
     let offer = Session::parse(renamed.as_bytes()).unwrap();
     assert_eq!(
-        sdp::answer(&offer, local(), &BOTH),
+        sdp::answer(&offer, local(), &BOTH, true),
         Err(SdpError::NoCommonCodec)
     );
 }
@@ -250,7 +250,7 @@ fn ipv6_offers_are_answered() {
     let text = SIPP_UAC.replace("IN IP4 127.0.1.1", "IN IP6 2001:db8::1");
     let offer = Session::parse(text.as_bytes()).unwrap();
     let local: SocketAddr = "[2001:db8::7]:20002".parse().unwrap();
-    let answer = sdp::answer(&offer, local, &BOTH).unwrap();
+    let answer = sdp::answer(&offer, local, &BOTH, true).unwrap();
     assert_eq!(
         answer.negotiated.remote,
         "[2001:db8::1]:6000".parse().unwrap()
@@ -298,19 +298,19 @@ fn rtcp_goes_to_the_a_rtcp_port_and_address_else_to_rtp_port_plus_one() {
         );
         Session::parse(body.as_bytes()).unwrap()
     };
-    let plain = sdp::answer(&offer(""), local, &[Codec::Pcmu]).unwrap();
+    let plain = sdp::answer(&offer(""), local, &[Codec::Pcmu], true).unwrap();
     assert_eq!(
         plain.negotiated.remote_rtcp,
         "192.0.2.1:4001".parse().unwrap()
     );
     let port_only = offer("a=rtcp:5005\r\n");
-    let answer = sdp::answer(&port_only, local, &[Codec::Pcmu]).unwrap();
+    let answer = sdp::answer(&port_only, local, &[Codec::Pcmu], true).unwrap();
     assert_eq!(
         answer.negotiated.remote_rtcp,
         "192.0.2.1:5005".parse().unwrap()
     );
     let with_address = offer("a=rtcp:5007 IN IP4 198.51.100.7\r\n");
-    let answer = sdp::answer(&with_address, local, &[Codec::Pcmu]).unwrap();
+    let answer = sdp::answer(&with_address, local, &[Codec::Pcmu], true).unwrap();
     assert_eq!(
         answer.negotiated.remote_rtcp,
         "198.51.100.7:5007".parse().unwrap()
@@ -320,9 +320,67 @@ fn rtcp_goes_to_the_a_rtcp_port_and_address_else_to_rtp_port_plus_one() {
     assert_eq!(again, with_address);
     let malformed = offer("a=rtcp:notaport\r\n");
     assert_eq!(malformed.media[0].rtcp, None);
-    let answer = sdp::answer(&malformed, local, &[Codec::Pcmu]).unwrap();
+    let answer = sdp::answer(&malformed, local, &[Codec::Pcmu], true).unwrap();
     assert_eq!(
         answer.negotiated.remote_rtcp,
         "192.0.2.1:4001".parse().unwrap()
     );
+}
+
+#[test]
+fn rtcp_is_multiplexed_exactly_when_both_sides_say_so() {
+    let local: SocketAddr = "10.0.0.1:30000".parse().unwrap();
+    let offer = |extra: &str| {
+        let body = format!(
+            "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n\
+             m=audio 4000 RTP/AVP 0\r\na=rtcp:5005\r\n{extra}"
+        );
+        Session::parse(body.as_bytes()).unwrap()
+    };
+    let muxing = offer("a=rtcp-mux\r\n");
+    assert!(muxing.offers_rtcp_mux());
+    assert!(!offer("").offers_rtcp_mux());
+    // RFC 5761 §5.1.1: agreeing repeats the attribute; RTCP then goes to the RTP address,
+    // whatever a=rtcp says (it is only the fallback for an answerer that declines).
+    let agreed = sdp::answer(&muxing, local, &[Codec::Pcmu], true).unwrap();
+    assert!(agreed.negotiated.rtcp_mux);
+    assert_eq!(agreed.negotiated.remote_rtcp, agreed.negotiated.remote);
+    assert!(agreed.session.to_string().contains("a=rtcp-mux\r\n"));
+    // A session already running with RTCP on its own port keeps it.
+    let declined = sdp::answer(&muxing, local, &[Codec::Pcmu], false).unwrap();
+    assert!(!declined.negotiated.rtcp_mux);
+    assert_eq!(
+        declined.negotiated.remote_rtcp,
+        "192.0.2.1:5005".parse().unwrap()
+    );
+    assert!(!declined.session.to_string().contains("rtcp-mux"));
+    let not_offered = sdp::answer(&offer(""), local, &[Codec::Pcmu], true).unwrap();
+    assert!(!not_offered.negotiated.rtcp_mux);
+    assert!(!not_offered.session.to_string().contains("rtcp-mux"));
+
+    // Our offers propose it; the answer decides.
+    let our_offer = sdp::offer(local, &BOTH, 7);
+    assert!(our_offer.to_string().contains("a=rtcp-mux\r\n"));
+    assert_eq!(
+        Session::parse(our_offer.to_string().as_bytes()).unwrap(),
+        our_offer
+    );
+    let peer_answer = |extra: &str| {
+        let body = format!(
+            "v=0\r\no=- 1 1 IN IP4 198.51.100.9\r\ns=-\r\nc=IN IP4 198.51.100.9\r\nt=0 0\r\n\
+             m=audio 4000 RTP/AVP 0\r\n{extra}"
+        );
+        Session::parse(body.as_bytes()).unwrap()
+    };
+    let accepted = sdp::accept_answer(&our_offer, &peer_answer("a=rtcp-mux\r\n"), &BOTH);
+    let accepted = accepted.unwrap();
+    assert!(accepted.rtcp_mux);
+    assert_eq!(accepted.remote_rtcp, "198.51.100.9:4000".parse().unwrap());
+    let refused = sdp::accept_answer(&our_offer, &peer_answer(""), &BOTH).unwrap();
+    assert!(!refused.rtcp_mux);
+    assert_eq!(refused.remote_rtcp, "198.51.100.9:4001".parse().unwrap());
+    // An answer cannot agree to what was not offered.
+    let plain_offer = offer("");
+    let unasked = sdp::accept_answer(&plain_offer, &peer_answer("a=rtcp-mux\r\n"), &BOTH);
+    assert!(!unasked.unwrap().rtcp_mux);
 }

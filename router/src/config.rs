@@ -11,7 +11,8 @@ pub struct Config {
     pub numbers: Vec<Number>,
     /// The account the calls belong to.
     pub account: Account,
-    /// Calls live at once at most; `None`: derived from the open-files limit at start.
+    /// Calls live at once at most; `None`: as many as the RTP sockets the open-files limit
+    /// allows (see `engine::Services::media_descriptors`).
     pub max_calls: Option<usize>,
 }
 

@@ -109,6 +109,15 @@ impl<'a> Packet<'a> {
     }
 }
 
+/// Whether a datagram on a port that multiplexes RTP and RTCP is RTCP. RFC 5761 §4: the
+/// second octet of an RTCP packet is its packet type, and types 192–223 fall where an RTP
+/// marker bit meets payload types 64–95, which are therefore never used for RTP there.
+pub fn is_rtcp(datagram: &[u8]) -> bool {
+    datagram
+        .get(1)
+        .is_some_and(|kind| (192..=223).contains(kind))
+}
+
 /// Writes `header` and `payload` as one RTP packet into `buffer`, replacing its contents, and
 /// returns the packet's length. The buffer keeps its capacity, so a sender reuses one buffer
 /// for every packet.

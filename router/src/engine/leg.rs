@@ -119,9 +119,16 @@ impl LegContext {
         });
     }
 
-    /// Reports the answer, handing the leg's ports to the call for the relay.
+    /// Reports the answer, handing the leg's ports to the call for the relay. An answer that
+    /// declined our offer of RTCP multiplexing has the leg's RTCP on its own port (RFC 5761
+    /// §5.1.1), which is opened now.
     fn answered(&mut self, negotiated: Negotiated, latching: bool) {
-        if let Some(ports) = self.ports.take() {
+        if let Some(mut ports) = self.ports.take() {
+            if !negotiated.rtcp_mux {
+                if let Err(error) = ports.open_rtcp() {
+                    tracing::warn!(leg = %self.sid, %error, "no RTCP port: the leg goes without RTCP");
+                }
+            }
             self.report(LegUpdate::Answered(Box::new(LegMedia {
                 ports,
                 negotiated,
@@ -268,6 +275,8 @@ pub(super) async fn sip(mut leg: LegContext, uri: Uri, to: Uri, target: Target) 
     // The description we last sent the callee: our offer, then our answers to its re-INVITEs,
     // each continuing the offer's origin (RFC 3264 §8).
     let mut sent = leg.offer.clone();
+    // Whether the callee agreed to RTCP multiplexing, once it answered.
+    let mut rtcp_mux = false;
     let mut dialog: Option<Dialog> = None;
     let mut rang = false;
     let mut answered = false;
@@ -333,6 +342,7 @@ pub(super) async fn sip(mut leg: LegContext, uri: Uri, to: Uri, target: Target) 
                     }
                     return;
                 };
+                rtcp_mux = negotiated.rtcp_mux;
                 leg.answered(negotiated, false);
             }
             event = outgoing.events.recv() => {
@@ -351,6 +361,7 @@ pub(super) async fn sip(mut leg: LegContext, uri: Uri, to: Uri, target: Target) 
                     let (response, reoffer) = super::reoffer::answer_reinvite(
                         &request,
                         leg.media,
+                        rtcp_mux,
                         &mut sent,
                         &contact,
                     );

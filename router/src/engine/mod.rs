@@ -55,11 +55,18 @@ pub struct Services {
     pub outbound_trunk: Option<Uri>,
     /// The call table of the HTTP API and metrics.
     pub records: CallRecords,
-    /// Calls live at once at most; a new INVITE beyond is refused with 503 at once, before it
-    /// costs a webhook or a socket (the binary derives it from the descriptor limit: each
-    /// call holds up to four RTP sockets per leg pair).
-    pub max_calls: usize,
+    /// Calls live at once at most (`[router] max_calls`), if limited; a new INVITE beyond is
+    /// refused with 503 at once, before it costs a webhook or a socket.
+    pub max_calls: Option<usize>,
+    /// Descriptors the calls' RTP sockets may hold (the binary derives it from the open-files
+    /// limit): a new INVITE is refused the same way unless [`SOCKETS_PER_CALL`] more fit.
+    pub media_descriptors: usize,
 }
+
+/// RTP sockets one call holds at most with one dialled party: two per leg, one when the leg
+/// multiplexes RTCP on its RTP port (RFC 5761). Admission counts the sockets actually leased
+/// and leaves room for one more call at its most.
+pub const SOCKETS_PER_CALL: usize = 4;
 
 /// Seconds a caller refused for overload is asked to wait (Retry-After).
 const OVERLOAD_RETRY_AFTER: u32 = 5;
@@ -112,7 +119,12 @@ pub async fn run(services: Arc<Services>, mut calls: mpsc::Receiver<IncomingCall
                 None,
             ),
         };
-        if services.records.active() >= services.max_calls {
+        let at_call_limit = services
+            .max_calls
+            .is_some_and(|max| services.records.active() >= max);
+        if at_call_limit
+            || services.ports.leased_sockets() + SOCKETS_PER_CALL > services.media_descriptors
+        {
             // Shed load before it costs descriptors: a switch out of sockets fails every call,
             // one that refuses some keeps the others (RFC 3261 §21.5.4, Retry-After §20.33).
             services.records.count_overload();

@@ -33,12 +33,15 @@ pub(super) struct Reoffer {
 }
 
 /// The response to a re-INVITE of a party whose media Tandem receives at `local`, with
-/// `contact` as our Contact. `sent` is the description we last sent the party: unchanged, the
-/// offer of our 200 to a re-INVITE that made none; replaced by our answer to one that made a
-/// usable offer. Returns the offer as answered, if the re-INVITE made a usable one.
+/// `contact` as our Contact; `rtcp_mux` says whether the party's RTCP shares that port, which
+/// the new answer keeps (the port's sockets stay as they are). `sent` is the description we
+/// last sent the party: unchanged, the offer of our 200 to a re-INVITE that made none;
+/// replaced by our answer to one that made a usable offer. Returns the offer as answered, if
+/// the re-INVITE made a usable one.
 pub(super) fn answer_reinvite(
     request: &Request,
     local: SocketAddr,
+    rtcp_mux: bool,
     sent: &mut Session,
     contact: &NameAddr,
 ) -> (Response, Option<Reoffer>) {
@@ -46,7 +49,7 @@ pub(super) fn answer_reinvite(
         // Our session as it stands, unchanged and so with the same `o=` version (RFC 3264 §8).
         None
     } else {
-        match answer(&request.body, local) {
+        match answer(&request.body, local, rtcp_mux) {
             Ok((answer, reoffer)) => {
                 *sent = answer.following(sent);
                 Some(reoffer)
@@ -113,8 +116,8 @@ pub(super) fn follow(
 
 /// The answer to a new offer `body` from our `local` address (its origin still its own), and
 /// the offer as answered.
-fn answer(body: &[u8], local: SocketAddr) -> Result<(Session, Reoffer), SdpError> {
-    let answer = sdp::answer(&Session::parse(body)?, local, &CODECS)?;
+fn answer(body: &[u8], local: SocketAddr, rtcp_mux: bool) -> Result<(Session, Reoffer), SdpError> {
+    let answer = sdp::answer(&Session::parse(body)?, local, &CODECS, rtcp_mux)?;
     let negotiated = answer.negotiated;
     let held = !negotiated.direction.is_sending() || negotiated.remote.ip().is_unspecified();
     Ok((answer.session, Reoffer { negotiated, held }))
@@ -162,6 +165,7 @@ mod tests {
         answer_reinvite(
             &reinvite(body),
             LOCAL.parse().unwrap(),
+            false,
             &mut our_offer(),
             &contact(),
         )
@@ -221,14 +225,19 @@ mod tests {
     fn our_answers_keep_the_origin_of_our_first_sdp_and_version_only_changes() {
         // The caller's first SDP from us is our answer to its INVITE; a callee's, our offer.
         let callers_offer = Session::parse(offer("127.0.0.2", 30000, "0 101", "").as_bytes());
-        let our_answer = sdp::answer(&callers_offer.unwrap(), LOCAL.parse().unwrap(), &CODECS);
+        let our_answer = sdp::answer(
+            &callers_offer.unwrap(),
+            LOCAL.parse().unwrap(),
+            &CODECS,
+            false,
+        );
         for first in [our_answer.unwrap().session, our_offer()] {
             let (id, version) = (first.origin.session_id, first.origin.session_version);
             let mut sent = first;
             let mut send = |body: &str| {
                 let request = reinvite(body);
                 let local = LOCAL.parse().unwrap();
-                answer_reinvite(&request, local, &mut sent, &contact()).0
+                answer_reinvite(&request, local, false, &mut sent, &contact()).0
             };
             let hold = offer("127.0.0.2", 30000, "0 101", "a=sendonly\r\n");
             let held = send(&hold);

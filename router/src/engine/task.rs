@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use media::ports::RtpPorts;
+use media::ports::{Rtcp, RtpPorts};
 use media::rtp::listener::{Listener, ListenerConfig};
 use media::rtp::player::{Loops, Prompt};
 use media::rtp::relay::{Leg, Relay, RelayConfig, RtcpEndpoint, Side};
@@ -184,7 +184,14 @@ impl CallTask {
                 return None;
             }
         };
-        let ports = match services.ports.allocate() {
+        // RFC 5761: a caller offering RTCP on its RTP port is answered in kind, and so needs
+        // one socket here, not two.
+        let rtcp = if offer.offers_rtcp_mux() {
+            Rtcp::Muxed
+        } else {
+            Rtcp::OwnPort
+        };
+        let ports = match services.ports.allocate(rtcp) {
             Ok(ports) => ports,
             Err(error) => {
                 tracing::warn!(%error, "no RTP ports for the call");
@@ -195,7 +202,7 @@ impl CallTask {
         };
         let contact = endpoint.contact(target, "tandem");
         let local = SocketAddr::new(media_ip(&contact, source), ports.port());
-        let answer = match sdp::answer(&offer, local, &CODECS) {
+        let answer = match sdp::answer(&offer, local, &CODECS, rtcp == Rtcp::Muxed) {
             Ok(answer) => answer,
             Err(error) => {
                 tracing::info!(%error, "caller's SDP offer has nothing we can use");
@@ -394,6 +401,7 @@ impl CallTask {
                         let (response, reoffer) = reoffer::answer_reinvite(
                             &request,
                             self.caller.media,
+                            self.caller.negotiated.rtcp_mux,
                             &mut self.caller.sdp,
                             &self.caller.contact,
                         );
@@ -496,7 +504,9 @@ impl CallTask {
                     tracing::warn!("Max-Forwards exhausted: not dialling SIP (a routing loop?)");
                     continue;
                 }
-                let ports = match self.services.ports.allocate() {
+                // Our offer proposes RTCP multiplexing; its port is opened if the answer
+                // declines (LegContext::answered).
+                let ports = match self.services.ports.allocate(Rtcp::Muxed) {
                     Ok(ports) => ports,
                     Err(error) => {
                         tracing::warn!(%error, "no RTP ports for a dialled leg");
@@ -663,20 +673,14 @@ impl CallTask {
             remote: self.caller.negotiated.remote,
             format: (&self.caller.negotiated).into(),
             latching: false,
-            rtcp: Some(RtcpEndpoint {
-                socket: self.caller.ports.rtcp().clone(),
-                remote: self.caller.negotiated.remote_rtcp,
-            }),
+            rtcp: rtcp_endpoint(&self.caller.ports, &self.caller.negotiated),
         };
         let callee = Leg {
             socket: media.ports.rtp().clone(),
             remote: media.negotiated.remote,
             format: (&media.negotiated).into(),
             latching: media.latching,
-            rtcp: Some(RtcpEndpoint {
-                socket: media.ports.rtcp().clone(),
-                remote: media.negotiated.remote_rtcp,
-            }),
+            rtcp: rtcp_endpoint(&media.ports, &media.negotiated),
         };
         tracing::info!(leg_sid = %sid, caller = %caller.remote, callee = %callee.remote, "bridged");
         let relay = self
@@ -957,6 +961,20 @@ fn caller_target(request: &Request, source: SocketAddr) -> Target {
 
 /// The IP Tandem's media uses toward a peer: the one its SIP Contact carries (the advertised
 /// address, or the local address of the route toward the peer).
+/// Where a leg's RTCP flows: on its RTP socket when multiplexed (RFC 5761), else on the
+/// RTCP socket of its ports; none if that could not be opened.
+fn rtcp_endpoint(ports: &RtpPorts, negotiated: &Negotiated) -> Option<RtcpEndpoint> {
+    let socket = if negotiated.rtcp_mux {
+        ports.rtp()
+    } else {
+        ports.rtcp()?
+    };
+    Some(RtcpEndpoint {
+        socket: socket.clone(),
+        remote: negotiated.remote_rtcp,
+    })
+}
+
 fn media_ip(contact: &NameAddr, peer: SocketAddr) -> std::net::IpAddr {
     contact
         .uri

@@ -17,7 +17,8 @@
 //! [`LegControl`](super::control::LegControl), and the peer's SRs/RRs read from the leg's RTCP
 //! socket are recorded in [`RelayReport`]. RTCP is accepted from the IP address the leg's RTP
 //! goes to (latched or signalled) or from the signalled RTCP address; once one arrives, ours go
-//! back to its source (symmetric RTCP, RFC 4961), else to the signalled RTCP address.
+//! back to its source (symmetric RTCP, RFC 4961), else to the signalled RTCP address. A leg
+//! whose RTCP is multiplexed on its RTP port (RFC 5761) names its RTP socket as the RTCP one.
 //!
 //! DTMF on behalf of a party whose key presses arrive out of band (a client's `dtmf`
 //! message): [`Relay::send_dtmf`] plays RFC 4733 telephone-events into the stream toward one
@@ -73,7 +74,8 @@ pub struct Leg {
 #[derive(Debug, Clone)]
 pub struct RtcpEndpoint {
     /// Our RTCP socket for this leg (RTP port + 1, from [`crate::ports::RtpPorts`]),
-    /// non-blocking.
+    /// non-blocking; or the leg's RTP socket itself when RTCP is multiplexed on it (RFC 5761:
+    /// the relay then tells the two apart by packet type).
     pub socket: Arc<UdpSocket>,
     /// The peer's RTCP address (see [`crate::sdp::Negotiated::remote_rtcp`]).
     pub remote: SocketAddr,
@@ -220,7 +222,11 @@ impl Relays {
         let mut sockets: [&UdpSocket; 4] = [&a.socket; 4];
         let mut count = 0;
         for leg in [&a, &b] {
-            let rtcp = leg.rtcp.as_ref().map(|rtcp| &*rtcp.socket);
+            let rtcp = leg
+                .rtcp
+                .as_ref()
+                .filter(|rtcp| !Arc::ptr_eq(&rtcp.socket, &leg.socket))
+                .map(|rtcp| &*rtcp.socket);
             for socket in std::iter::once(&*leg.socket).chain(rtcp) {
                 sockets[count] = socket;
                 count += 1;

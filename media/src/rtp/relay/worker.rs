@@ -224,6 +224,9 @@ struct Injection {
 /// One leg's RTCP.
 struct LegRtcp {
     endpoint: RtcpEndpoint,
+    /// Whether it shares the leg's RTP socket (RFC 5761): then it is not registered on its
+    /// own, and what arrives there is told apart by [`packet::is_rtcp`].
+    muxed: bool,
     control: LegControl,
     /// Where our reports go: the signalled address until the peer's RTCP arrives.
     destination: SocketAddr,
@@ -451,6 +454,13 @@ impl Worker {
     }
 }
 
+/// A leg's RTCP socket, if it has one of its own (not multiplexed on the RTP socket).
+fn own_socket(rtcp: &Option<LegRtcp>) -> Option<&UdpSocket> {
+    rtcp.as_ref()
+        .filter(|rtcp| !rtcp.muxed)
+        .map(|rtcp| &*rtcp.endpoint.socket)
+}
+
 /// Moves `call`'s entry in `deadlines` to its next deadline.
 fn reschedule(deadlines: &mut BTreeSet<(Instant, u64)>, call: &mut Call) {
     let next = call.next_deadline();
@@ -513,6 +523,7 @@ impl Call {
             );
             Some(LegRtcp {
                 destination: endpoint.remote,
+                muxed: Arc::ptr_eq(&endpoint.socket, &leg.socket),
                 endpoint,
                 control,
             })
@@ -532,12 +543,13 @@ impl Call {
         call
     }
 
+    /// The sockets to register, in the order of [`Socket::ALL`].
     fn sockets(&self) -> [Option<&UdpSocket>; 4] {
         [
             Some(&*self.a.socket),
             Some(&*self.b.socket),
-            self.rtcp_a.as_ref().map(|rtcp| &*rtcp.endpoint.socket),
-            self.rtcp_b.as_ref().map(|rtcp| &*rtcp.endpoint.socket),
+            own_socket(&self.rtcp_a),
+            own_socket(&self.rtcp_b),
         ]
     }
 
@@ -558,8 +570,9 @@ impl Call {
         }
     }
 
-    /// Forwards what arrived on one leg's RTP socket to the other leg; `true` when the budget
-    /// ran out before the socket was drained.
+    /// Forwards what arrived on one leg's RTP socket to the other leg (and reads the leg's
+    /// RTCP among it, if multiplexed); `true` when the budget ran out before the socket was
+    /// drained.
     fn relay_rtp(
         &mut self,
         socket: Socket,
@@ -567,51 +580,69 @@ impl Call {
         buffer: &mut [u8],
         out: &mut Vec<u8>,
     ) -> bool {
-        let (incoming, outgoing, direction, destination) = match socket {
+        // Our SSRC toward a leg is the one of the stream forwarded to it (see
+        // receive_control).
+        let (incoming, outgoing, direction, destination, mut rtcp, ours) = match socket {
             Socket::RtpA => (
                 &self.a.socket,
                 &self.b.socket,
                 &mut self.from_a,
                 self.from_b.latch.destination(),
+                self.rtcp_a.as_mut().filter(|rtcp| rtcp.muxed),
+                self.from_b.forwarder.sender().ssrc(),
             ),
             _ => (
                 &self.b.socket,
                 &self.a.socket,
                 &mut self.from_b,
                 self.from_a.latch.destination(),
+                self.rtcp_b.as_mut().filter(|rtcp| rtcp.muxed),
+                self.from_a.forwarder.sender().ssrc(),
             ),
         };
+        let mut heard_control = false;
+        let mut exhausted = true;
         for _ in 0..BUDGET {
             match incoming.recv_from(buffer) {
-                Ok((length, source)) => relay_one(
-                    direction,
-                    now,
-                    source,
-                    &buffer[..length],
-                    outgoing,
-                    destination,
-                    out,
-                ),
-                Err(error) if error.kind() == ErrorKind::WouldBlock => return false,
+                Ok((length, source)) => {
+                    let datagram = &buffer[..length];
+                    match rtcp.as_deref_mut() {
+                        Some(rtcp) if packet::is_rtcp(datagram) => {
+                            handle_control(rtcp, &direction.latch, ours, now, source, datagram);
+                            heard_control = true;
+                        }
+                        _ => {
+                            relay_one(direction, now, source, datagram, outgoing, destination, out)
+                        }
+                    }
+                }
+                Err(error) if error.kind() == ErrorKind::WouldBlock => {
+                    exhausted = false;
+                    break;
+                }
                 // A queued ICMP error and the like: reading it cleared it; go on.
                 Err(_) => {}
             }
         }
-        true
+        if heard_control {
+            self.publish.send_replace(self.snapshot());
+        }
+        exhausted
     }
 
     /// Reads one leg's RTCP socket; `true` when the budget ran out.
     fn receive_control(&mut self, socket: Socket, now: Instant, buffer: &mut [u8]) -> bool {
-        // Leg A's RTP goes out through from_b's forwarder, so our SSRC towards A is its.
+        // Leg A's RTP goes out through from_b's forwarder, so our SSRC towards A is its; A's
+        // own source is what from_a's latch follows.
         let (rtcp, rtp_latch, ours) = match socket {
             Socket::RtcpA => (
                 &mut self.rtcp_a,
-                &self.from_b.latch,
+                &self.from_a.latch,
                 self.from_b.forwarder.sender().ssrc(),
             ),
             _ => (
                 &mut self.rtcp_b,
-                &self.from_a.latch,
+                &self.from_b.latch,
                 self.from_a.forwarder.sender().ssrc(),
             ),
         };
