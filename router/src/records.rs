@@ -39,6 +39,24 @@ pub struct CallRecord {
     pub legs: Vec<LegRecord>,
 }
 
+impl CallRecord {
+    /// Whether `later`, a later state of the same call, differs from this one. Once a call is
+    /// listed only its status, its answer and end times (each set once) and its legs change,
+    /// so only those are compared: the call's task asks after every event it handles.
+    pub fn differs_from(&self, later: &CallRecord) -> bool {
+        debug_assert!(self.sid == later.sid && self.start_time == later.start_time);
+        self.status != later.status
+            || self.answer_time.is_some() != later.answer_time.is_some()
+            || self.end_time.is_some() != later.end_time.is_some()
+            || self.legs.len() != later.legs.len()
+            || self
+                .legs
+                .iter()
+                .zip(&later.legs)
+                .any(|(before, after)| before.status != after.status)
+    }
+}
+
 /// One dialled leg.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct LegRecord {
@@ -227,6 +245,32 @@ mod tests {
         let metrics = records.metrics();
         assert_eq!(metrics.active, 1);
         assert_eq!(metrics.ended, [0, 1, 0, 0, 0]);
+    }
+
+    #[test]
+    fn a_record_differs_from_its_later_state_exactly_when_a_field_that_changes_did() {
+        let first = record(1, CallStatus::Ringing);
+        let mut later = first.clone();
+        assert!(!first.differs_from(&later));
+        later.status = CallStatus::InProgress;
+        assert!(first.differs_from(&later));
+        let mut later = first.clone();
+        later.answer_time = Some("2026-01-01T00:00:02.000Z".into());
+        assert!(first.differs_from(&later));
+        let mut later = first.clone();
+        later.end_time = Some("2026-01-01T00:00:03.000Z".into());
+        assert!(first.differs_from(&later));
+        let mut later = first.clone();
+        later.legs.push(LegRecord {
+            sid: CallSid::random(),
+            to: "client:alice".into(),
+            status: "ringing",
+        });
+        assert!(first.differs_from(&later));
+        let with_leg = later.clone();
+        later.legs[0].status = "in-progress";
+        assert!(with_leg.differs_from(&later));
+        assert!(!later.differs_from(&later.clone()));
     }
 
     #[test]

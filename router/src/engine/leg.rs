@@ -102,7 +102,7 @@ pub(super) struct LegContext {
     pub to: String,
     /// The leg's RTP ports until it is answered; then they travel in [`LegMedia`].
     pub ports: Option<RtpPorts>,
-    /// Our SDP offer for this leg.
+    /// Our SDP offer for this leg; once answered, the description we last sent it.
     pub offer: Session,
     /// The media address of our offer (a re-INVITE is answered from it).
     pub media: SocketAddr,
@@ -272,9 +272,6 @@ pub(super) async fn sip(mut leg: LegContext, uri: Uri, to: Uri, target: Target) 
         body: leg.offer.to_string().into_bytes().into(),
     };
     let mut outgoing = endpoint.send_invite(request, target);
-    // The description we last sent the callee: our offer, then our answers to its re-INVITEs,
-    // each continuing the offer's origin (RFC 3264 §8).
-    let mut sent = leg.offer.clone();
     // Whether the callee agreed to RTCP multiplexing, once it answered.
     let mut rtcp_mux = false;
     let mut dialog: Option<Dialog> = None;
@@ -357,12 +354,15 @@ pub(super) async fn sip(mut leg: LegContext, uri: Uri, to: Uri, target: Target) 
                 }
                 let response = if request.method == Method::Invite {
                     // A re-INVITE (hold, refresh, media moved): answered like the caller's;
-                    // the call's task follows the new offer.
+                    // the call's task follows the new offer. `leg.offer` becomes the
+                    // description we last sent the callee: our answers to its re-INVITEs
+                    // continue the offer's origin (RFC 3264 §8); the offer itself was needed
+                    // only to read the 2xx, which precedes any re-INVITE in the dialog.
                     let (response, reoffer) = super::reoffer::answer_reinvite(
                         &request,
                         leg.media,
                         rtcp_mux,
-                        &mut sent,
+                        &mut leg.offer,
                         &contact,
                     );
                     if let Some(reoffer) = reoffer.filter(|_| answered) {

@@ -4,7 +4,9 @@
 //! back what happens; nothing else touches the call's state.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -20,7 +22,6 @@ use sip::endpoint::{CallEvent, IncomingCall};
 use sip::message::{Contact, Method, NameAddr, Request, Response, StatusCode, Transport};
 use sip::transport::Target;
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use super::leg::{self, LegCommand, LegContext, LegMedia, LegReport, LegUpdate, CODECS};
@@ -108,6 +109,10 @@ struct Caller {
     acked: bool,
 }
 
+/// A webhook fetch in flight, polled by the call's own task (a task of its own per fetch cost
+/// a spawn and a cross-thread wake-up per call); dropping it cancels the fetch.
+type Fetching = Pin<Box<dyn Future<Output = Result<Document, FetchFailure>> + Send>>;
+
 /// A prompt's end: its id, the error if it could not play, and the RTP sender to continue
 /// the caller's stream with.
 type PromptDone = (PromptId, Option<String>, Option<Sender>);
@@ -125,15 +130,18 @@ struct CallTask {
     services: Arc<Services>,
     caller: Caller,
     clock: (Instant, SystemTime),
-    fetch: Option<(FetchId, JoinHandle<Result<Document, FetchFailure>>)>,
+    fetch: Option<(FetchId, Fetching)>,
     prompt: Option<(PromptId, oneshot::Sender<()>)>,
-    prompt_done: (
+    /// Made by the first prompt (most calls play none, and a tokio channel allocates its
+    /// first block of slots when made); kept for the call's life.
+    prompt_done: Option<(
         mpsc::UnboundedSender<PromptDone>,
         mpsc::UnboundedReceiver<PromptDone>,
-    ),
+    )>,
     rtp_sender: Option<Sender>,
     listener: Option<Listener>,
-    digits: (mpsc::Sender<char>, mpsc::Receiver<char>),
+    /// Made by the first DTMF listener, like `prompt_done`.
+    digits: Option<(mpsc::Sender<char>, mpsc::Receiver<char>)>,
     relay: Option<(CallSid, Relay)>,
     /// Whether the caller holds the call (its last offer was `sendonly` or `inactive`, or put
     /// no address in `c=`): the relay sends it nothing.
@@ -211,7 +219,6 @@ impl CallTask {
                 return None;
             }
         };
-        let (digits_tx, digits_rx) = mpsc::channel(DIGIT_QUEUE);
         let task = CallTask {
             services: services.clone(),
             caller: Caller {
@@ -231,10 +238,10 @@ impl CallTask {
             clock: (Instant::now(), SystemTime::now()),
             fetch: None,
             prompt: None,
-            prompt_done: mpsc::unbounded_channel(),
+            prompt_done: None,
             rtp_sender: Some(Sender::random()),
             listener: None,
-            digits: (digits_tx, digits_rx),
+            digits: None,
             relay: None,
             caller_held: false,
             legs: HashMap::new(),
@@ -270,7 +277,7 @@ impl CallTask {
                         call.handle_document(Instant::now(), id, result);
                     }
                 }
-                Some((id, error, sender)) = self.prompt_done.1.recv() => {
+                Some((id, error, sender)) = received(self.prompt_done.as_mut().map(|(_, done)| done)) => {
                     if let Some(sender) = sender {
                         self.rtp_sender.get_or_insert(sender);
                     }
@@ -279,7 +286,9 @@ impl CallTask {
                     }
                     call.handle_prompt_finished(Instant::now(), id, error);
                 }
-                Some(digit) = self.digits.1.recv() => call.handle_digit(Instant::now(), digit),
+                Some(digit) = received_digit(self.digits.as_mut().map(|(_, digits)| digits)) => {
+                    call.handle_digit(Instant::now(), digit);
+                }
                 Some(report) = self.leg_reports.1.recv() => self.leg_report(&mut call, report, &mut record).await,
                 _ = sleep_until(deadline) => call.handle_timeout(Instant::now()),
             }
@@ -295,11 +304,9 @@ impl CallTask {
                 method,
                 params,
             } => {
-                if let Some((_, previous)) = self.fetch.take() {
-                    previous.abort();
-                }
+                // A fetch still in flight is superseded: dropped, which cancels it.
                 let webhooks = self.services.webhooks.clone();
-                let handle = tokio::spawn(async move {
+                let fetching = Box::pin(async move {
                     match webhooks.fetch(&url, method, &params).await {
                         Ok(instructions) => Ok(Document {
                             body: instructions.body,
@@ -311,7 +318,7 @@ impl CallTask {
                         }),
                     }
                 });
-                self.fetch = Some((id, handle));
+                self.fetch = Some((id, fetching));
             }
             Action::Ring => {
                 let response = self.caller_response(StatusCode::RINGING);
@@ -723,16 +730,21 @@ impl CallTask {
         if self.listener.is_some() {
             return;
         }
-        self.listener = Some(self.services.relays.listen(
-            ListenerConfig {
-                socket: Arc::clone(self.caller.ports.rtp()),
-                remote: self.caller.negotiated.remote,
-                latching: false,
-                latch_window: media::rtp::latch::DEFAULT_LATCH_WINDOW,
-                telephone_event: self.caller.negotiated.telephone_event,
-            },
-            self.digits.0.clone(),
-        ));
+        self.listener = Some(
+            self.services.relays.listen(
+                ListenerConfig {
+                    socket: Arc::clone(self.caller.ports.rtp()),
+                    remote: self.caller.negotiated.remote,
+                    latching: false,
+                    latch_window: media::rtp::latch::DEFAULT_LATCH_WINDOW,
+                    telephone_event: self.caller.negotiated.telephone_event,
+                },
+                self.digits
+                    .get_or_insert_with(|| mpsc::channel(DIGIT_QUEUE))
+                    .0
+                    .clone(),
+            ),
+        );
     }
 
     fn play(&mut self, id: PromptId, audio: Audio, loops: Loop) {
@@ -742,7 +754,11 @@ impl CallTask {
         let (stop_tx, stop) = oneshot::channel();
         self.prompt = Some((id, stop_tx));
         let services = self.services.clone();
-        let done = self.prompt_done.0.clone();
+        let done = self
+            .prompt_done
+            .get_or_insert_with(mpsc::unbounded_channel)
+            .0
+            .clone();
         let sender = self.rtp_sender.take().unwrap_or_else(Sender::random);
         let socket = self.caller.ports.rtp().clone();
         let negotiated = self.caller.negotiated;
@@ -793,9 +809,8 @@ impl CallTask {
 
     /// Releases everything the call holds and files its record.
     async fn finish(&mut self, call: &Call, record: &mut CallRecord, status: CallStatus) {
-        if let Some((_, fetch)) = self.fetch.take() {
-            fetch.abort();
-        }
+        // A fetch in flight is cancelled by dropping it.
+        self.fetch = None;
         if let Some((_, stop)) = self.prompt.take() {
             let _ = stop.send(());
         }
@@ -826,7 +841,11 @@ impl CallTask {
         if record.end_time.is_none() {
             record.end_time = ended.map(wall);
         }
-        if self.published.as_deref() != Some(record) {
+        if self
+            .published
+            .as_deref()
+            .is_none_or(|published| published.differs_from(record))
+        {
             let published = Arc::new(record.clone());
             self.services.records.update(Arc::clone(&published));
             self.published = Some(published);
@@ -920,27 +939,34 @@ async fn stream_prompt(
     }
 }
 
-/// Waits for the pending fetch; never completes without one.
+/// The next message of a channel made on first use; never completes before it is made.
+async fn received<T>(receiver: Option<&mut mpsc::UnboundedReceiver<T>>) -> Option<T> {
+    match receiver {
+        Some(receiver) => receiver.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// [`received`] for the bounded digits channel.
+async fn received_digit(receiver: Option<&mut mpsc::Receiver<char>>) -> Option<char> {
+    match receiver {
+        Some(receiver) => receiver.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Waits for the pending fetch; never completes without one. Cancel-safe: the fetch lives
+/// in `fetch` until it completes.
 async fn fetched(
-    fetch: &mut Option<(FetchId, JoinHandle<Result<Document, FetchFailure>>)>,
+    fetch: &mut Option<(FetchId, Fetching)>,
 ) -> Option<(FetchId, Result<Document, FetchFailure>)> {
-    let Some((id, handle)) = fetch.as_mut() else {
+    let Some((id, fetching)) = fetch.as_mut() else {
         return std::future::pending().await;
     };
     let id = *id;
-    let result = handle.await;
+    let result = fetching.await;
     *fetch = None;
-    match result {
-        Ok(result) => Some((id, result)),
-        // Aborted (superseded) or panicked: report as a failed fetch.
-        Err(error) => Some((
-            id,
-            Err(FetchFailure {
-                code: crate::call::ERROR_HTTP_RETRIEVAL,
-                message: error.to_string(),
-            }),
-        )),
-    }
+    Some((id, result))
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
