@@ -592,74 +592,131 @@ impl Session {
     }
 }
 
-impl fmt::Display for Session {
-    /// Writes the session with CRLF line ends (RFC 4566 §5).
-    fn fmt(&self, out: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Session {
+    /// The session as SDP text with CRLF line ends (RFC 4566 §5), written straight into one
+    /// string sized for a typical audio description (two per call are written: the formatting
+    /// machinery and regrowing cost more than the text).
+    pub fn to_text(&self) -> String {
+        let mut out = String::with_capacity(TYPICAL_TEXT_LEN);
         let origin = &self.origin;
-        write!(out, "v=0\r\n")?;
-        write!(
-            out,
-            "o={} {} {} IN {} {}\r\n",
-            origin.username,
-            origin.session_id,
-            origin.session_version,
-            address_type(origin.address),
-            origin.address
-        )?;
-        write!(out, "s={}\r\n", self.name)?;
+        out.push_str("v=0\r\no=");
+        out.push_str(&origin.username);
+        out.push(' ');
+        push_decimal(&mut out, origin.session_id);
+        out.push(' ');
+        push_decimal(&mut out, origin.session_version);
+        push_address(&mut out, " IN ", origin.address);
+        out.push_str("\r\ns=");
+        out.push_str(&self.name);
+        out.push_str("\r\n");
         if let Some(address) = self.connection {
-            write!(out, "c=IN {} {}\r\n", address_type(address), address)?;
+            push_address(&mut out, "c=IN ", address);
+            out.push_str("\r\n");
         }
-        write!(out, "t=0 0\r\n")?;
+        out.push_str("t=0 0\r\n");
         if let Some(direction) = self.direction {
-            write!(out, "a={}\r\n", direction.attribute())?;
+            push_attribute(&mut out, direction.attribute());
         }
         for media in &self.media {
-            let mut formats = String::new();
+            out.push_str("m=");
+            out.push_str(&media.kind);
+            out.push(' ');
+            push_decimal(&mut out, media.port.into());
+            out.push(' ');
+            out.push_str(&media.protocol);
             for format in &media.formats {
-                let _ = write!(formats, " {format}");
+                out.push(' ');
+                out.push_str(format);
             }
-            write!(
-                out,
-                "m={} {} {}{}\r\n",
-                media.kind, media.port, media.protocol, formats
-            )?;
+            out.push_str("\r\n");
             if let Some(address) = media.connection {
-                write!(out, "c=IN {} {}\r\n", address_type(address), address)?;
+                push_address(&mut out, "c=IN ", address);
+                out.push_str("\r\n");
             }
             for map in &media.rtpmaps {
-                write!(
-                    out,
-                    "a=rtpmap:{} {}/{}",
-                    map.payload_type.0, map.encoding, map.clock_rate
-                )?;
+                out.push_str("a=rtpmap:");
+                push_decimal(&mut out, map.payload_type.0.into());
+                out.push(' ');
+                out.push_str(&map.encoding);
+                out.push('/');
+                push_decimal(&mut out, map.clock_rate.into());
                 if let Some(channels) = map.channels {
-                    write!(out, "/{channels}")?;
+                    out.push('/');
+                    push_decimal(&mut out, channels.into());
                 }
-                write!(out, "\r\n")?;
+                out.push_str("\r\n");
             }
             for (payload_type, parameters) in &media.fmtps {
-                write!(out, "a=fmtp:{} {}\r\n", payload_type.0, parameters)?;
+                out.push_str("a=fmtp:");
+                push_decimal(&mut out, payload_type.0.into());
+                out.push(' ');
+                out.push_str(parameters);
+                out.push_str("\r\n");
             }
             if let Some(ptime) = media.ptime {
-                write!(out, "a=ptime:{ptime}\r\n")?;
+                out.push_str("a=ptime:");
+                push_decimal(&mut out, ptime.into());
+                out.push_str("\r\n");
             }
             if let Some(direction) = media.direction {
-                write!(out, "a={}\r\n", direction.attribute())?;
+                push_attribute(&mut out, direction.attribute());
             }
             if let Some(rtcp) = media.rtcp {
-                write!(out, "a=rtcp:{}", rtcp.port)?;
+                out.push_str("a=rtcp:");
+                push_decimal(&mut out, rtcp.port.into());
                 if let Some(address) = rtcp.address {
-                    write!(out, " IN {} {}", address_type(address), address)?;
+                    push_address(&mut out, " IN ", address);
                 }
-                write!(out, "\r\n")?;
+                out.push_str("\r\n");
             }
             if media.rtcp_mux {
-                write!(out, "a=rtcp-mux\r\n")?;
+                push_attribute(&mut out, "rtcp-mux");
             }
         }
-        Ok(())
+        out
     }
+}
+
+impl fmt::Display for Session {
+    /// Writes [`Session::to_text`].
+    fn fmt(&self, out: &mut fmt::Formatter<'_>) -> fmt::Result {
+        out.write_str(&self.to_text())
+    }
+}
+
+/// Room for a one-stream audio description with a few codecs: ~250 bytes.
+const TYPICAL_TEXT_LEN: usize = 384;
+
+fn push_decimal(out: &mut String, mut value: u64) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        // The remainder is below 10: the cast keeps it.
+        digits[start] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    for &digit in &digits[start..] {
+        out.push(char::from(digit));
+    }
+}
+
+/// `prefix`, the address type and the address: `c=IN IP4 192.0.2.1`.
+fn push_address(out: &mut String, prefix: &str, address: IpAddr) {
+    out.push_str(prefix);
+    out.push_str(address_type(address));
+    out.push(' ');
+    // An address prints at most 45 characters; the fmt machinery runs once for it.
+    let _ = write!(out, "{address}");
+}
+
+fn push_attribute(out: &mut String, attribute: &str) {
+    out.push_str("a=");
+    out.push_str(attribute);
+    out.push_str("\r\n");
 }
 
 fn is_active_audio(media: &Media) -> bool {
@@ -888,6 +945,25 @@ fn parse_media_attribute(media: &mut Media, value: &str, line: usize) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_offer_is_written_exactly() {
+        let local: SocketAddr = "192.0.2.10:20000".parse().unwrap();
+        let text = offer(local, &[Codec::Pcmu, Codec::Pcma], 42).to_text();
+        assert_eq!(
+            text,
+            "v=0\r\no=- 42 42 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\n\
+             m=audio 20000 RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n\
+             a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\n\
+             a=sendrecv\r\na=rtcp-mux\r\n"
+        );
+        let mut decimals = String::new();
+        for value in [0, 7, 10, 65_535, u64::MAX] {
+            push_decimal(&mut decimals, value);
+            decimals.push(' ');
+        }
+        assert_eq!(decimals, "0 7 10 65535 18446744073709551615 ");
+    }
 
     #[test]
     fn an_offer_round_trips_through_text() {

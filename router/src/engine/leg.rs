@@ -167,7 +167,7 @@ pub(super) async fn client(
         call_sid: leg.sid.to_string(),
         from: leg.caller_id.clone(),
         to: leg.to.clone(),
-        sdp: leg.offer.to_string(),
+        sdp: leg.offer.to_text(),
         parameters,
         replies: replies_tx,
     };
@@ -269,7 +269,7 @@ pub(super) async fn sip(mut leg: LegContext, uri: Uri, to: Uri, target: Target) 
         method: Method::Invite,
         uri,
         headers,
-        body: leg.offer.to_string().into_bytes().into(),
+        body: leg.offer.to_text().into_bytes().into(),
     };
     let mut outgoing = endpoint.send_invite(request, target);
     // Whether the callee agreed to RTCP multiplexing, once it answered.

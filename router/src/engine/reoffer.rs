@@ -68,7 +68,7 @@ pub(super) fn answer_reinvite(
     let mut response = request.response(StatusCode::OK, None);
     response.headers.contact = Contact::Addresses(vec![contact.clone()]);
     response.headers.push("Content-Type", "application/sdp");
-    response.body = sent.to_string().into_bytes().into();
+    response.body = sent.to_text().into_bytes().into();
     (response, reoffer)
 }
 

@@ -327,7 +327,7 @@ impl CallTask {
             Action::Answer => {
                 let mut response = self.caller_response(StatusCode::OK);
                 response.headers.push("Content-Type", "application/sdp");
-                response.body = self.caller.sdp.to_string().into_bytes().into();
+                response.body = self.caller.sdp.to_text().into_bytes().into();
                 match Dialog::new_uas(&self.caller.request, &response) {
                     Ok(dialog) => self.caller.dialog = Some(dialog),
                     Err(error) => tracing::warn!(%error, "answered INVITE without a dialog"),
