@@ -893,6 +893,48 @@ async fn a_sip_callee_moving_its_media_to_another_port_is_followed() {
     media_moves_to_a_new_port(Party::Callee).await;
 }
 
+/// A caller that moves its media while a prompt plays to it: the rest of the prompt goes to
+/// the new address, in the same stream, and nothing more to the old one.
+#[tokio::test]
+async fn a_prompt_playing_when_the_caller_moves_its_media_goes_on_at_the_new_address() {
+    let hook = webhook().await;
+    hook.respond(
+        "/voice",
+        r#"<Response><Play>/long.ulaw</Play><Hangup/></Response>"#,
+    );
+    // 4 s of a constant µ-law code: 200 packets of 20 ms.
+    hook.respond_with("/long.ulaw", |_| {
+        Reply::new(200, "audio/basic", vec![0x5a_u8; 32_000])
+    });
+    let tandem = tandem_for(&hook).await;
+    let phone = Phone::bind().await;
+    let old_rtp = RtpEndpoint::bind().await;
+    let call = phone
+        .call(tandem.sip_udp(), "+15550100", &old_rtp.sdp_offer())
+        .await;
+    call.wait_status(200, WAIT).await;
+    let before = wait_pattern(&old_rtp, 0x5a, 5).await;
+    let moved = RtpEndpoint::bind().await;
+    let response = call.reinvite(&moved.sdp_offer()).await;
+    assert_eq!(response.status.code(), 200);
+    let after = wait_pattern(&moved, 0x5a, 10).await;
+    assert_eq!(after[0].ssrc, before[0].ssrc, "the same stream goes on");
+    let old_count = settled_count(&old_rtp, 0x5a).await;
+    let moved_count = count_pattern(&moved, 0x5a);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        count_pattern(&old_rtp, 0x5a),
+        old_count,
+        "the prompt still reached the old address"
+    );
+    assert!(count_pattern(&moved, 0x5a) >= moved_count + 10);
+    assert!(
+        old_count < 190,
+        "the prompt had mostly played before the move"
+    );
+    call.wait_bye(Duration::from_secs(10)).await;
+}
+
 /// A caller that moves its media while the dial still rings (re-INVITE after Tandem answered
 /// it, before the callee did): the bridge started later relays to and from the new address,
 /// never the old one.

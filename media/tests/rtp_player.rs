@@ -1,7 +1,7 @@
 //! The prompt player with real UDP sockets on 127.0.0.1: packets of one stream arrive in
 //! order with timestamps 160 apart and roughly 20 ms apart, loops repeat the audio, the last
-//! packet is padded, A-law calls get transcoded audio, stop ends a prompt, and one player
-//! serves many streams at once.
+//! packet is padded, A-law calls get transcoded audio, stop ends a prompt, a redirected prompt
+//! goes on at its new address in its new codec, and one player serves many streams at once.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // helpers outside #[test] fns too
 
@@ -203,6 +203,52 @@ async fn stop_ends_a_looping_prompt() {
         ))
         .unwrap();
     assert_eq!(zero.finished().await.unwrap().packets_sent, 0);
+}
+
+#[tokio::test]
+async fn a_redirected_prompt_goes_on_at_the_new_address_in_the_new_codec() {
+    let player = Player::spawn(PlayerConfig::default());
+    let source = source_socket();
+    let (old, new) = (socket().await, socket().await);
+    let audio: Vec<u8> = (0..160 * 50).map(|index| (index % 251) as u8).collect();
+    let mut playback = player
+        .play(prompt(
+            &source,
+            old.local_addr().unwrap(),
+            audio.clone(),
+            Loops::Times(1),
+        ))
+        .unwrap();
+    let (bytes, _) = receive(&old).await;
+    let before = Packet::parse(&bytes).unwrap().header;
+    playback.redirect(new.local_addr().unwrap(), Codec::Pcma, PayloadType::PCMA);
+    let (bytes, _) = receive(&new).await;
+    let packet = Packet::parse(&bytes).unwrap();
+    assert_eq!(packet.header.payload_type, PayloadType::PCMA);
+    assert_eq!(packet.header.ssrc, before.ssrc, "the same stream goes on");
+    let packets_before = packet.header.sequence.0.wrapping_sub(before.sequence.0);
+    assert!(packets_before >= 1);
+    let at = usize::from(packets_before) * 160;
+    let alaw: Vec<u8> = audio[at..at + 160]
+        .iter()
+        .map(|&code| codec::ulaw_to_alaw_code(code))
+        .collect();
+    assert_eq!(
+        packet.payload,
+        alaw.as_slice(),
+        "the audio goes on where it was"
+    );
+    // Whatever the old address still got was sent before the redirect: once the new one
+    // hears the stream, the old one hears nothing more.
+    while old.try_recv_from(&mut [0u8; 512]).is_ok() {}
+    receive(&new).await;
+    receive(&new).await;
+    assert!(old.try_recv_from(&mut [0u8; 512]).is_err());
+    playback.stop();
+    assert_eq!(
+        playback.finished().await.unwrap().reason,
+        FinishReason::Stopped
+    );
 }
 
 #[tokio::test]

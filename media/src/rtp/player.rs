@@ -12,7 +12,8 @@
 //! Each stream is a socket, a destination, 8 kHz µ-law audio (as the prompt cache stores it)
 //! and the codec the call negotiated: PCMU is sent as is, PCMA is transcoded per packet by
 //! table look-up. Packets are 160 samples (20 ms); the last one of the audio is padded with
-//! silence. Timestamps advance by 160 per packet and the first packet carries the marker
+//! silence. A playing stream can be redirected to a new address and codec (a re-INVITE moved
+//! the party's media). Timestamps advance by 160 per packet and the first packet carries the marker
 //! (RFC 3551 §4.1); the caller passes the call's [`Sender`] in and gets it back when the
 //! prompt ends, so one call's outgoing stream keeps its SSRC and numbering across prompts.
 //!
@@ -163,6 +164,12 @@ enum Command {
     Stop {
         id: u64,
     },
+    Redirect {
+        id: u64,
+        destination: SocketAddr,
+        codec: Codec,
+        payload_type: PayloadType,
+    },
 }
 
 impl Player {
@@ -221,6 +228,18 @@ impl Playback {
     /// Asks the player to stop this prompt; [`Playback::finished`] then reports `Stopped`.
     pub fn stop(&self) {
         let _ = self.commands.send(Command::Stop { id: self.id });
+    }
+
+    /// Sends the rest of the prompt to `destination` in `codec` under `payload_type`, from the
+    /// next tick: the party's re-INVITE moved or re-formatted its media (RFC 3264 §8). The
+    /// stream goes on (same SSRC, numbering and timing), as the forwarded one does in a relay.
+    pub fn redirect(&self, destination: SocketAddr, codec: Codec, payload_type: PayloadType) {
+        let _ = self.commands.send(Command::Redirect {
+            id: self.id,
+            destination,
+            codec,
+            payload_type,
+        });
     }
 
     /// Waits until the prompt ends. Cancel-safe: a wait abandoned (in a `select!`) can be
@@ -419,6 +438,18 @@ fn handle_command(command: Command, streams: &mut Vec<Stream>) {
             if let Some(index) = streams.iter().position(|stream| stream.id == id) {
                 let stream = streams.swap_remove(index);
                 finish(stream, FinishReason::Stopped);
+            }
+        }
+        Command::Redirect {
+            id,
+            destination,
+            codec,
+            payload_type,
+        } => {
+            if let Some(stream) = streams.iter_mut().find(|stream| stream.id == id) {
+                stream.prompt.destination = destination;
+                stream.prompt.codec = codec;
+                stream.prompt.payload_type = payload_type;
             }
         }
     }

@@ -21,7 +21,7 @@ use sip::dialog::Dialog;
 use sip::endpoint::{CallEvent, IncomingCall};
 use sip::message::{Contact, Method, NameAddr, Request, Response, StatusCode, Transport};
 use sip::transport::Target;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::Instrument;
 
 use super::leg::{self, LegCommand, LegContext, LegMedia, LegReport, LegUpdate, CODECS};
@@ -113,6 +113,20 @@ struct Caller {
 /// a spawn and a cross-thread wake-up per call); dropping it cancels the fetch.
 type Fetching = Pin<Box<dyn Future<Output = Result<Document, FetchFailure>> + Send>>;
 
+/// The prompt playing to the caller: its id, and the ways to stop it and to send it after the
+/// caller's media when a re-INVITE moves or re-formats it.
+struct Playing {
+    id: PromptId,
+    stop: oneshot::Sender<()>,
+    media: watch::Sender<Negotiated>,
+}
+
+impl Playing {
+    fn stop(self) {
+        let _ = self.stop.send(());
+    }
+}
+
 /// A prompt's end: its id, the error if it could not play, and the RTP sender to continue
 /// the caller's stream with.
 type PromptDone = (PromptId, Option<String>, Option<Sender>);
@@ -131,7 +145,7 @@ struct CallTask {
     caller: Caller,
     clock: (Instant, SystemTime),
     fetch: Option<(FetchId, Fetching)>,
-    prompt: Option<(PromptId, oneshot::Sender<()>)>,
+    prompt: Option<Playing>,
     /// Made by the first prompt (most calls play none, and a tokio channel allocates its
     /// first block of slots when made); kept for the call's life.
     prompt_done: Option<(
@@ -281,7 +295,7 @@ impl CallTask {
                     if let Some(sender) = sender {
                         self.rtp_sender.get_or_insert(sender);
                     }
-                    if self.prompt.as_ref().is_some_and(|(current, _)| *current == id) {
+                    if self.prompt.as_ref().is_some_and(|playing| playing.id == id) {
                         self.prompt = None;
                     }
                     call.handle_prompt_finished(Instant::now(), id, error);
@@ -348,8 +362,8 @@ impl CallTask {
             Action::HangUp => self.hang_up_caller().await,
             Action::Play { id, audio, loops } => self.play(id, audio, loops),
             Action::StopPlay => {
-                if let Some((_, stop)) = self.prompt.take() {
-                    let _ = stop.send(());
+                if let Some(playing) = self.prompt.take() {
+                    playing.stop();
                 }
             }
             Action::Dial {
@@ -422,6 +436,10 @@ impl CallTask {
                             Side::A,
                         );
                         if moved {
+                            // A prompt playing goes on at the new address, in the new format.
+                            if let Some(playing) = &self.prompt {
+                                playing.media.send_replace(self.caller.negotiated);
+                            }
                             // A DTMF listener heeds only the caller's old address and payload
                             // type: the next turn of the loop starts one for the new ones.
                             if let Some(listener) = self.listener.take() {
@@ -669,8 +687,8 @@ impl CallTask {
             call.handle_internal_error(Instant::now(), "answered leg without media");
             return;
         };
-        if let Some((_, stop)) = self.prompt.take() {
-            let _ = stop.send(());
+        if let Some(playing) = self.prompt.take() {
+            playing.stop();
         }
         if let Some(listener) = self.listener.take() {
             listener.stop().await;
@@ -748,11 +766,16 @@ impl CallTask {
     }
 
     fn play(&mut self, id: PromptId, audio: Audio, loops: Loop) {
-        if let Some((_, stop)) = self.prompt.take() {
-            let _ = stop.send(());
+        if let Some(playing) = self.prompt.take() {
+            playing.stop();
         }
         let (stop_tx, stop) = oneshot::channel();
-        self.prompt = Some((id, stop_tx));
+        let (media_tx, media) = watch::channel(self.caller.negotiated);
+        self.prompt = Some(Playing {
+            id,
+            stop: stop_tx,
+            media: media_tx,
+        });
         let services = self.services.clone();
         let done = self
             .prompt_done
@@ -761,10 +784,9 @@ impl CallTask {
             .clone();
         let sender = self.rtp_sender.take().unwrap_or_else(Sender::random);
         let socket = self.caller.ports.rtp().clone();
-        let negotiated = self.caller.negotiated;
         tokio::spawn(async move {
             let (error, sender) =
-                stream_prompt(&services, audio, loops, socket, negotiated, sender, stop).await;
+                stream_prompt(&services, audio, loops, socket, media, sender, stop).await;
             let _ = done.send((id, error, sender));
         });
     }
@@ -811,8 +833,8 @@ impl CallTask {
     async fn finish(&mut self, call: &Call, record: &mut CallRecord, status: CallStatus) {
         // A fetch in flight is cancelled by dropping it.
         self.fetch = None;
-        if let Some((_, stop)) = self.prompt.take() {
-            let _ = stop.send(());
+        if let Some(playing) = self.prompt.take() {
+            playing.stop();
         }
         if let Some((_, relay)) = self.relay.take() {
             relay.stop().await;
@@ -898,7 +920,7 @@ async fn stream_prompt(
     audio: Audio,
     loops: Loop,
     socket: Arc<std::net::UdpSocket>,
-    negotiated: Negotiated,
+    mut media: watch::Receiver<Negotiated>,
     sender: Sender,
     mut stop: oneshot::Receiver<()>,
 ) -> (Option<String>, Option<Sender>) {
@@ -909,6 +931,8 @@ async fn stream_prompt(
             Err(error) => return (Some(error), Some(sender)),
         },
     };
+    // The caller's media as it stands now (it may have moved while the audio was fetched).
+    let negotiated = *media.borrow_and_update();
     let prompt = Prompt {
         socket,
         destination: negotiated.remote,
@@ -926,12 +950,18 @@ async fn stream_prompt(
         Ok(playback) => playback,
         Err(error) => return (Some(error.to_string()), None),
     };
-    let finished = tokio::select! {
-        _ = &mut stop => {
-            playback.stop();
-            playback.finished().await
+    let finished = loop {
+        tokio::select! {
+            _ = &mut stop => {
+                playback.stop();
+                break playback.finished().await;
+            }
+            finished = playback.finished() => break finished,
+            Ok(()) = media.changed() => {
+                let moved = *media.borrow_and_update();
+                playback.redirect(moved.remote, moved.codec, moved.payload_type);
+            }
         }
-        finished = playback.finished() => finished,
     };
     match finished {
         Ok(finished) => (None, Some(finished.sender)),
