@@ -883,6 +883,43 @@ async fn media_moves_to_a_new_port(mover: Party) {
     bridge.incoming.wait_bye(WAIT).await;
 }
 
+/// A caller's re-INVITE without an offer (RFC 3264 §4, a late offer): Tandem's 2xx offers its
+/// session as it stands, and the answer in the caller's ACK moves the caller's media.
+#[tokio::test]
+async fn the_answer_in_the_ack_to_a_late_offer_re_invite_moves_the_caller() {
+    let hook = webhook().await;
+    let bridge = sip_bridge(&hook, |callee| {
+        format!("<Response><Dial><Sip>{callee}</Sip></Dial></Response>")
+    })
+    .await;
+    let moved = RtpEndpoint::bind().await;
+    let moved_addr = moved.addr();
+    let response = bridge
+        .call
+        .reinvite_late_offer(move |offer| integration::rtp::sdp_answer_for(moved_addr, offer))
+        .await;
+    assert_eq!(response.status.code(), 200);
+    let offer = String::from_utf8(response.body.to_vec()).unwrap();
+    assert_eq!(
+        offer,
+        bridge.call.remote_sdp().unwrap(),
+        "the session as it stands, unchanged and so with the same version"
+    );
+    let (tandem, _) = parse_sdp_audio(&offer);
+    moved.start_sending(tandem, 0, 0x66);
+    wait_pattern(&bridge.callee_rtp, 0x66, 10).await;
+    wait_pattern(&moved, 0x55, 10).await;
+    let old_heard = settled_count(&bridge.caller_rtp, 0x55).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        count_pattern(&bridge.caller_rtp, 0x55),
+        old_heard,
+        "media reached the old address after the answer moved it"
+    );
+    assert_eq!(bridge.call.bye().await.status.code(), 200);
+    bridge.incoming.wait_bye(WAIT).await;
+}
+
 #[tokio::test]
 async fn a_caller_moving_its_media_to_another_port_is_followed() {
     media_moves_to_a_new_port(Party::Caller).await;

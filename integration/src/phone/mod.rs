@@ -299,9 +299,22 @@ impl Inner {
     /// Sends a re-INVITE offering `sdp` in call `call_id`'s dialog (either direction), ACKs its
     /// final response, and returns it.
     async fn reinvite(self: &Arc<Self>, call_id: &CallId, sdp: &str) -> Response {
+        self.reinvite_answering(call_id, sdp, None).await
+    }
+
+    /// A re-INVITE offering `sdp`, or none if it is empty: then `answer` makes the answer the
+    /// ACK carries from the offer of the 2xx (RFC 3264 §4, a late offer).
+    async fn reinvite_answering(
+        self: &Arc<Self>,
+        call_id: &CallId,
+        sdp: &str,
+        answer: Option<&(dyn Fn(&str) -> String + Sync)>,
+    ) -> Response {
         let (mut request, to) = self.dialog_request(call_id, Method::Invite);
-        request.headers.push("Content-Type", "application/sdp");
-        request.body = Bytes::from(sdp.to_owned());
+        if !sdp.is_empty() {
+            request.headers.push("Content-Type", "application/sdp");
+            request.body = Bytes::from(sdp.to_owned());
+        }
         let cseq = request.headers.cseq.seq;
         let via = request.headers.via.clone();
         let response = self.non_invite_transaction(request, to).await;
@@ -313,6 +326,11 @@ impl Inner {
         if !response.status.is_success() {
             ack.headers.via = via;
             ack.headers.to = response.headers.to.clone();
+        }
+        if let (Some(answer), true) = (answer, response.status.is_success()) {
+            let offer = String::from_utf8_lossy(&response.body).into_owned();
+            ack.headers.push("Content-Type", "application/sdp");
+            ack.body = Bytes::from(answer(&offer));
         }
         self.transmit(Message::Request(ack), to).await;
         response

@@ -243,6 +243,14 @@ impl OutgoingCall {
         self.inner.reinvite(self.call_id(), sdp).await
     }
 
+    /// Sends a re-INVITE without an offer and ACKs the 2xx with `answer(offer)`: the answer
+    /// to the offer the 2xx carried (RFC 3264 §4, a late offer). Returns the final response.
+    pub async fn reinvite_late_offer(&self, answer: impl Fn(&str) -> String + Sync) -> Response {
+        self.inner
+            .reinvite_answering(self.call_id(), "", Some(&answer))
+            .await
+    }
+
     /// Waits for Tandem's BYE in this call (already answered 200 by the phone).
     pub async fn wait_bye(&self, timeout: Duration) -> Request {
         self.wait_request(Method::Bye, timeout).await

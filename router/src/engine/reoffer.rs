@@ -8,7 +8,8 @@
 //! later and applies it to a running relay: hold with [`Relay::hold`], the rest with
 //! [`Relay::update`] (only when it changed, so a hold or a session refresh costs the relay
 //! nothing more). An offer without anything we can use gets 488 and the session stays as it
-//! was (RFC 3261 §14.2); a re-INVITE without an offer gets our current session as its offer.
+//! was (RFC 3261 §14.2); a re-INVITE without an offer gets our current session as its offer,
+//! and the caller's answer in the ACK is followed the same way ([`read_late_answer`]).
 //!
 //! Every description we send a party continues the origin of the first one (RFC 3264 §8):
 //! same `o=` session id, the version one up when the description changed and the same when
@@ -114,13 +115,38 @@ pub(super) fn follow(
     changed
 }
 
+/// The answer that a party's ACK brings to the offer `sent` in our 2xx to its re-INVITE
+/// without one (RFC 3264 §4: the answer to a late offer is in the ACK), as a re-offer the call
+/// follows like any other; `None` for an ACK without a body (the session stays as it was).
+pub(super) fn read_late_answer(sent: &Session, body: &[u8]) -> Result<Option<Reoffer>, SdpError> {
+    if body.is_empty() {
+        return Ok(None);
+    }
+    let negotiated = sdp::accept_answer(sent, &Session::parse(body)?, &CODECS)?;
+    Ok(Some(Reoffer {
+        negotiated,
+        held: holds(&negotiated),
+    }))
+}
+
 /// The answer to a new offer `body` from our `local` address (its origin still its own), and
 /// the offer as answered.
 fn answer(body: &[u8], local: SocketAddr, rtcp_mux: bool) -> Result<(Session, Reoffer), SdpError> {
     let answer = sdp::answer(&Session::parse(body)?, local, &CODECS, rtcp_mux)?;
     let negotiated = answer.negotiated;
-    let held = !negotiated.direction.is_sending() || negotiated.remote.ip().is_unspecified();
-    Ok((answer.session, Reoffer { negotiated, held }))
+    Ok((
+        answer.session,
+        Reoffer {
+            negotiated,
+            held: holds(&negotiated),
+        },
+    ))
+}
+
+/// Whether a negotiation holds the call (RFC 3264 §8.4: we may not send, or RFC 2543's
+/// `c=0.0.0.0`).
+fn holds(negotiated: &Negotiated) -> bool {
+    !negotiated.direction.is_sending() || negotiated.remote.ip().is_unspecified()
 }
 
 #[cfg(test)]

@@ -107,6 +107,9 @@ struct Caller {
     negotiated: Negotiated,
     dialog: Option<Dialog>,
     acked: bool,
+    /// The CSeq number of the caller's re-INVITE without an offer that our 2xx answered with
+    /// one, until its ACK brings the answer (RFC 3264 §4).
+    late_offer: Option<u32>,
 }
 
 /// A webhook fetch in flight, polled by the call's own task (a task of its own per fetch cost
@@ -248,6 +251,7 @@ impl CallTask {
                 negotiated: answer.negotiated,
                 dialog: None,
                 acked: false,
+                late_offer: None,
             },
             clock: (Instant::now(), SystemTime::now()),
             fetch: None,
@@ -305,6 +309,29 @@ impl CallTask {
                 }
                 Some(report) = self.leg_reports.1.recv() => self.leg_report(&mut call, report, &mut record).await,
                 _ = sleep_until(deadline) => call.handle_timeout(Instant::now()),
+            }
+        }
+    }
+
+    /// Takes the caller's new offer/answer: hold, and media moved or re-formatted, for the
+    /// relay, a prompt playing and the DTMF listener.
+    async fn follow_caller(&mut self, reoffer: reoffer::Reoffer) {
+        let moved = reoffer::follow(
+            Some(&mut self.caller.negotiated),
+            &mut self.caller_held,
+            &reoffer,
+            self.relay.as_ref().map(|(_, relay)| relay),
+            Side::A,
+        );
+        if moved {
+            // A prompt playing goes on at the new address, in the new format.
+            if let Some(playing) = &self.prompt {
+                playing.media.send_replace(self.caller.negotiated);
+            }
+            // A DTMF listener heeds only the caller's old address and payload type: the next
+            // turn of the loop starts one for the new ones.
+            if let Some(listener) = self.listener.take() {
+                listener.stop().await;
             }
         }
     }
@@ -402,7 +429,21 @@ impl CallTask {
                 call.handle_caller(now, CallerEvent::Lost)
             }
             Some(CallEvent::Cancelled) => call.handle_caller(now, CallerEvent::Cancelled),
-            Some(CallEvent::Ack(_)) => self.caller.acked = true,
+            Some(CallEvent::Ack(ack)) => {
+                self.caller.acked = true;
+                if self.caller.late_offer == Some(ack.headers.cseq.seq) {
+                    self.caller.late_offer = None;
+                    match reoffer::read_late_answer(&self.caller.sdp, &ack.body) {
+                        Ok(Some(answered)) => self.follow_caller(answered).await,
+                        Ok(None) => {}
+                        Err(error) => {
+                            // RFC 3261 §14.2 leaves no response to refuse an ACK with: the
+                            // session goes on as it was.
+                            tracing::info!(%error, "the answer in the caller's ACK is unusable");
+                        }
+                    }
+                }
+            }
             Some(CallEvent::Request(request, key)) => {
                 let endpoint = &self.services.endpoint;
                 let response = request.response(StatusCode::OK, None);
@@ -426,25 +467,13 @@ impl CallTask {
                             &mut self.caller.sdp,
                             &self.caller.contact,
                         );
+                        if request.body.is_empty() && response.status.is_success() {
+                            // Our 2xx carries the offer; the answer comes in the ACK.
+                            self.caller.late_offer = Some(request.headers.cseq.seq);
+                        }
                         endpoint.respond(&key, response);
-                        let Some(reoffer) = reoffer else { return };
-                        let moved = reoffer::follow(
-                            Some(&mut self.caller.negotiated),
-                            &mut self.caller_held,
-                            &reoffer,
-                            self.relay.as_ref().map(|(_, relay)| relay),
-                            Side::A,
-                        );
-                        if moved {
-                            // A prompt playing goes on at the new address, in the new format.
-                            if let Some(playing) = &self.prompt {
-                                playing.media.send_replace(self.caller.negotiated);
-                            }
-                            // A DTMF listener heeds only the caller's old address and payload
-                            // type: the next turn of the loop starts one for the new ones.
-                            if let Some(listener) = self.listener.take() {
-                                listener.stop().await;
-                            }
+                        if let Some(reoffer) = reoffer {
+                            self.follow_caller(reoffer).await;
                         }
                     }
                     _ => endpoint.respond(&key, response),
