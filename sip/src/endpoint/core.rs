@@ -385,6 +385,7 @@ impl Core {
 
     /// A message from a transport.
     pub fn handle_inbound(&mut self, now: Instant, inbound: Inbound) {
+        self.deadlines.advance(now);
         let source = inbound.received;
         match inbound.message {
             Message::Request(request) => {
@@ -400,6 +401,7 @@ impl Core {
 
     /// A command from a handle.
     pub(super) fn handle_command(&mut self, now: Instant, command: Command) {
+        self.deadlines.advance(now);
         match command {
             Command::Respond { key, response } => self.respond_in(now, &key, response),
             Command::SendRequest {

@@ -68,6 +68,24 @@ impl<T> Wheel<T> {
         self.len += 1;
     }
 
+    /// Tells the wheel the present: its turn starts at `now`'s tick if nothing queued is due
+    /// before (after an idle spell its turn would otherwise still start where it stopped, and
+    /// a new deadline less than a turn ahead of `now` could be more than a turn ahead of that:
+    /// it would wait in the last slot and wake its owner once for nothing). Call it before
+    /// inserting deadlines relative to `now`.
+    pub(super) fn advance(&mut self, now: Instant) {
+        if !self.expiring.is_empty() {
+            return;
+        }
+        let present = self.tick_containing(now);
+        // Every slot from `next` up to the earliest occupied one is empty: `next` may move
+        // anywhere up to it.
+        let limit = self
+            .earliest
+            .map_or(present, |earliest| earliest.min(present));
+        self.next = self.next.max(limit);
+    }
+
     /// When the earliest queued deadline's tick ends: call [`Wheel::pop`] then.
     pub(super) fn poll_timeout(&self) -> Option<Instant> {
         if !self.expiring.is_empty() {
@@ -159,6 +177,13 @@ impl<T> Wheel<T> {
             }
         }
         None
+    }
+
+    /// The tick whose millisecond `now` falls in (its slot's deadlines are all at or before
+    /// the end of that millisecond).
+    fn tick_containing(&self, now: Instant) -> u64 {
+        let since = now.saturating_duration_since(self.origin);
+        u64::try_from(since.as_nanos() / TICK_NANOS).unwrap_or(u64::MAX - SPAN)
     }
 
     fn tick_at_or_after(&self, at: Instant) -> u64 {
@@ -280,6 +305,24 @@ mod tests {
     }
 
     #[test]
+    fn a_deadline_after_an_idle_spell_waits_in_its_own_slot() {
+        let t0 = Instant::now();
+        let mut wheel = Wheel::new(t0);
+        // Idle for 100 s, then a deadline 65 s out: less than a turn from now, more than a
+        // turn from where the wheel stopped.
+        let now = t0 + Duration::from_secs(100);
+        wheel.advance(now);
+        let at = now + Duration::from_secs(65);
+        wheel.insert(at, 1);
+        assert_eq!(wheel.poll_timeout(), Some(at), "no early wake-up");
+        assert_eq!(drain(&mut wheel, at), vec![1]);
+        // A wheel with something queued moves its turn only up to it.
+        wheel.insert(at + Duration::from_secs(10), 2);
+        wheel.advance(at + Duration::from_secs(30));
+        assert_eq!(drain(&mut wheel, at + Duration::from_secs(30)), vec![2]);
+    }
+
+    #[test]
     fn wrapping_around_the_wheel_keeps_order() {
         let t0 = Instant::now();
         let mut wheel = Wheel::new(t0);
@@ -313,12 +356,15 @@ mod tests {
             let mut queued: Vec<(Instant, u32)> = Vec::new();
             let (mut far, mut idle_wakes) = (0, 0);
             for (id, (ahead_us, advance_us, inserts)) in steps.into_iter().enumerate() {
+                // As the endpoint does before handling anything.
+                wheel.advance(now);
                 for k in 0..inserts {
                     let at = now + Duration::from_micros(ahead_us / (k as u64 + 1));
                     let item = (id * 4 + k) as u32;
                     wheel.insert(at, item);
                     queued.push((at, item));
-                    if at > now + Duration::from_millis(SPAN - 1) {
+                    // A turn from `now`'s tick, give or take the tick `now` is in.
+                    if at > now + Duration::from_millis(SPAN - 2) {
                         far += 1;
                     }
                 }
