@@ -687,21 +687,8 @@ impl fmt::Display for Session {
 /// Room for a one-stream audio description with a few codecs: ~250 bytes.
 const TYPICAL_TEXT_LEN: usize = 384;
 
-fn push_decimal(out: &mut String, mut value: u64) {
-    let mut digits = [0u8; 20];
-    let mut start = digits.len();
-    loop {
-        start -= 1;
-        // The remainder is below 10: the cast keeps it.
-        digits[start] = b'0' + (value % 10) as u8;
-        value /= 10;
-        if value == 0 {
-            break;
-        }
-    }
-    for &digit in &digits[start..] {
-        out.push(char::from(digit));
-    }
+fn push_decimal(out: &mut String, value: u64) {
+    out.push_str(itoa::Buffer::new().format(value));
 }
 
 /// `prefix`, the address type and the address: `c=IN IP4 192.0.2.1`.
