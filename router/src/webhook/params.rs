@@ -2,11 +2,14 @@
 //! POST body or appended to a GET's query. Which names are sent (`CallSid`, `From`, …) is the
 //! caller's business; this type only keeps them in order.
 
+use std::borrow::Cow;
+
 /// Ordered `(name, value)` pairs. A name may repeat; order is kept as pushed (the signature
-/// sorts its own copy).
+/// sorts its own copy). Names are mostly Twilio's constant ones (`CallSid`, `From`, …), kept
+/// without a copy.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Params {
-    pairs: Vec<(String, String)>,
+    pairs: Vec<(Cow<'static, str>, String)>,
 }
 
 impl Params {
@@ -16,7 +19,7 @@ impl Params {
     }
 
     /// Appends a pair (a repeated name is kept as a second pair).
-    pub fn push(&mut self, name: impl Into<String>, value: impl Into<String>) {
+    pub fn push(&mut self, name: impl Into<Cow<'static, str>>, value: impl Into<String>) {
         self.pairs.push((name.into(), value.into()));
     }
 
@@ -34,7 +37,7 @@ impl Params {
                     keep
                 });
             }
-            None => self.pairs.push((name.to_owned(), value)),
+            None => self.pairs.push((Cow::Owned(name.to_owned()), value)),
         }
     }
 
@@ -50,7 +53,7 @@ impl Params {
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
         self.pairs
             .iter()
-            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .map(|(name, value)| (&**name, value.as_str()))
     }
 
     /// How many pairs.
@@ -74,7 +77,7 @@ impl Params {
     }
 }
 
-impl<N: Into<String>, V: Into<String>> FromIterator<(N, V)> for Params {
+impl<N: Into<Cow<'static, str>>, V: Into<String>> FromIterator<(N, V)> for Params {
     fn from_iter<I: IntoIterator<Item = (N, V)>>(pairs: I) -> Self {
         let mut params = Params::new();
         params.extend(pairs);
@@ -82,7 +85,7 @@ impl<N: Into<String>, V: Into<String>> FromIterator<(N, V)> for Params {
     }
 }
 
-impl<N: Into<String>, V: Into<String>> Extend<(N, V)> for Params {
+impl<N: Into<Cow<'static, str>>, V: Into<String>> Extend<(N, V)> for Params {
     fn extend<I: IntoIterator<Item = (N, V)>>(&mut self, pairs: I) {
         for (name, value) in pairs {
             self.push(name, value);

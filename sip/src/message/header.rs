@@ -1,6 +1,7 @@
 //! Typed core header values: Via, name-addr (From/To/Contact/Route), CSeq, and the identifier
 //! newtypes (Call-ID, tag, branch).
 
+use std::borrow::Cow;
 use std::fmt;
 
 use super::method::Method;
@@ -15,10 +16,37 @@ pub const BRANCH_MAGIC: &str = "z9hG4bK";
 /// (a quoted value keeps its quotes).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Param {
-    /// The parameter name.
-    pub name: String,
+    /// The parameter name, as received ([`Param::name_of`]).
+    pub name: Cow<'static, str>,
     /// The value, if the parameter has one.
     pub value: Option<String>,
+}
+
+impl Param {
+    /// `name` as a parameter name: the parameters every message carries (RFC 3261 §20's
+    /// `branch`, `tag`, `rport`, …) are shared constants when spelled as usual, so parsing
+    /// and copying headers allocates only for their values.
+    pub fn name_of(name: &str) -> Cow<'static, str> {
+        const COMMON: [&str; 13] = [
+            "branch",
+            "tag",
+            "rport",
+            "received",
+            "transport",
+            "lr",
+            "user",
+            "maddr",
+            "ttl",
+            "method",
+            "expires",
+            "q",
+            "alias",
+        ];
+        match COMMON.iter().find(|common| **common == name) {
+            Some(common) => Cow::Borrowed(common),
+            None => Cow::Owned(name.to_owned()),
+        }
+    }
 }
 
 /// An ordered list of parameters.
@@ -48,7 +76,7 @@ impl Params {
         {
             Some(p) => p.value = value,
             None => self.0.push(Param {
-                name: name.to_owned(),
+                name: Param::name_of(name),
                 value,
             }),
         }
@@ -98,7 +126,7 @@ impl Params {
                 return Err("too many parameters");
             }
             params.push(Param {
-                name: name.to_owned(),
+                name: Param::name_of(name),
                 value,
             });
         }
@@ -513,7 +541,10 @@ impl Tag {
 impl Branch {
     /// A fresh RFC 3261 branch: the magic cookie and 96 random bits.
     pub fn random() -> Branch {
-        Branch(format!("{BRANCH_MAGIC}{}", random_hex(12)))
+        let mut branch = String::with_capacity(BRANCH_MAGIC.len() + 24);
+        branch.push_str(BRANCH_MAGIC);
+        push_random_hex(&mut branch, 12);
+        Branch(branch)
     }
 
     /// Whether the branch carries the RFC 3261 magic cookie (else the peer is RFC 2543-era and
@@ -524,9 +555,55 @@ impl Branch {
 }
 
 fn random_hex(bytes: usize) -> String {
+    let mut text = String::with_capacity(2 * bytes);
+    push_random_hex(&mut text, bytes);
+    text
+}
+
+/// Appends `bytes` random bytes (at most 16) in lower-case hexadecimal.
+fn push_random_hex(out: &mut String, bytes: usize) {
     use rand::RngCore;
     let mut buf = [0u8; 16];
     let buf = &mut buf[..bytes.min(16)];
     rand::rng().fill_bytes(buf);
-    hex::encode(buf)
+    let mut text = [0u8; 32];
+    let text = &mut text[..2 * buf.len()];
+    // The buffer is exactly twice the input's length, which is all encode_to_slice needs.
+    if hex::encode_to_slice(buf, text).is_ok() {
+        out.extend(text.iter().map(|&digit| char::from(digit)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn common_parameter_names_are_shared_and_every_name_keeps_its_spelling() {
+        assert!(matches!(Param::name_of("branch"), Cow::Borrowed("branch")));
+        assert!(matches!(Param::name_of("tag"), Cow::Borrowed("tag")));
+        // Names compare case-insensitively but are kept as received.
+        assert!(matches!(Param::name_of("Branch"), Cow::Owned(ref name) if name == "Branch"));
+        assert!(matches!(Param::name_of("x-custom"), Cow::Owned(ref name) if name == "x-custom"));
+        let mut params = Params::default();
+        params.set("TAG", Some("a".to_owned()));
+        params.set("tag", Some("b".to_owned()));
+        assert_eq!(params.0.len(), 1);
+        assert_eq!(params.0[0].name, "TAG");
+        assert_eq!(params.get("Tag"), Some(Some("b")));
+    }
+
+    #[test]
+    fn fresh_identifiers_are_random_lower_case_hex_of_their_length() {
+        let hex = |text: &str| text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        let branch = Branch::random();
+        assert!(branch.is_rfc3261());
+        let random = &branch.0[BRANCH_MAGIC.len()..];
+        assert!(random.len() == 24 && hex(random), "{}", branch.0);
+        assert_ne!(Branch::random(), branch);
+        let tag = Tag::random();
+        assert!(tag.0.len() == 16 && hex(&tag.0));
+        let call_id = CallId::random();
+        assert!(call_id.0.len() == 32 && hex(&call_id.0));
+    }
 }

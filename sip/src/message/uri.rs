@@ -303,7 +303,7 @@ fn parse_uri_params(s: &mut Scanner<'_>) -> Result<Params, &'static str> {
             return Err("too many URI parameters");
         }
         params.0.push(super::header::Param {
-            name: name.to_owned(),
+            name: super::header::Param::name_of(name),
             value,
         });
     }
