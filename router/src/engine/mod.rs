@@ -119,12 +119,12 @@ pub async fn run(services: Arc<Services>, mut calls: mpsc::Receiver<IncomingCall
                 None,
             ),
         };
-        let at_call_limit = services
-            .max_calls
-            .is_some_and(|max| services.records.active() >= max);
-        if at_call_limit
-            || services.ports.leased_sockets() + SOCKETS_PER_CALL > services.media_descriptors
-        {
+        if !admits(
+            services.records.active(),
+            services.max_calls,
+            services.ports.leased_sockets(),
+            services.media_descriptors,
+        ) {
             // Shed load before it costs descriptors: a switch out of sockets fails every call,
             // one that refuses some keeps the others (RFC 3261 §21.5.4, Retry-After §20.33).
             services.records.count_overload();
@@ -149,10 +149,42 @@ pub async fn run(services: Arc<Services>, mut calls: mpsc::Receiver<IncomingCall
     }
 }
 
+/// Whether a new call may start with `active` calls up (at most `max_calls`, if set) and
+/// `leased_sockets` of `media_descriptors` RTP sockets held: room must be left for one more
+/// call at its most ([`SOCKETS_PER_CALL`]).
+fn admits(
+    active: usize,
+    max_calls: Option<usize>,
+    leased_sockets: usize,
+    media_descriptors: usize,
+) -> bool {
+    max_calls.is_none_or(|max| active < max)
+        && leased_sockets + SOCKETS_PER_CALL <= media_descriptors
+}
+
 fn webhook_start(number: &Number) -> Start {
     Start::Webhook {
         url: number.voice_url.clone(),
         method: number.voice_method,
         fallback_url: number.voice_fallback_url.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls_are_admitted_while_sockets_for_one_more_fit_and_under_an_explicit_cap() {
+        // 1,000 sockets: a call needs room for 4.
+        assert!(admits(0, None, 0, 1_000));
+        assert!(admits(400, None, 996, 1_000));
+        assert!(!admits(400, None, 997, 1_000));
+        // Calls that multiplex RTCP hold 2 sockets: twice as many fit as with pairs.
+        assert!(admits(498, None, 2 * 498, 1_000));
+        assert!(!admits(249, None, 4 * 249 + 1, 1_000));
+        // An operator's cap applies on top.
+        assert!(admits(1, Some(2), 0, 1_000));
+        assert!(!admits(2, Some(2), 0, 1_000));
     }
 }
