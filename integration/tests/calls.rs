@@ -7,12 +7,12 @@
 use std::time::Duration;
 
 use integration::client::Client;
-use integration::phone::{Answer, IncomingCall, OutgoingCall, Phone};
+use integration::phone::{Answer, Direction, IncomingCall, OutgoingCall, Phone};
 use integration::rtp::{parse_sdp_audio, RtpEndpoint, RtpPacket};
 use integration::tandem::{Tandem, AUTH_TOKEN};
 use integration::webhook::{Reply, Request, WebhookServer};
 use serde_json::Value;
-use sip::message::Response;
+use sip::message::{Message, Method, Response};
 
 const WAIT: Duration = Duration::from_secs(5);
 
@@ -883,41 +883,88 @@ async fn media_moves_to_a_new_port(mover: Party) {
     bridge.incoming.wait_bye(WAIT).await;
 }
 
-/// A caller's re-INVITE without an offer (RFC 3264 §4, a late offer): Tandem's 2xx offers its
-/// session as it stands, and the answer in the caller's ACK moves the caller's media.
-#[tokio::test]
-async fn the_answer_in_the_ack_to_a_late_offer_re_invite_moves_the_caller() {
+/// A party's re-INVITE without an offer (RFC 3264 §4, a late offer): Tandem's 2xx offers its
+/// session with the party as it stands, and the answer in the party's ACK moves its media.
+async fn a_late_offer_answered_in_the_ack_moves_the_party(mover: Party) {
     let hook = webhook().await;
     let bridge = sip_bridge(&hook, |callee| {
         format!("<Response><Dial><Sip>{callee}</Sip></Dial></Response>")
     })
     .await;
+    let (old_rtp, _, other_rtp, other_byte) = mover.media(&bridge);
     let moved = RtpEndpoint::bind().await;
     let moved_addr = moved.addr();
-    let response = bridge
-        .call
-        .reinvite_late_offer(move |offer| integration::rtp::sdp_answer_for(moved_addr, offer))
-        .await;
+    let answer = move |offer: &str| integration::rtp::sdp_answer_for(moved_addr, offer);
+    let response = match mover {
+        Party::Caller => bridge.call.reinvite_late_offer(answer).await,
+        Party::Callee => bridge.incoming.reinvite_late_offer(answer).await,
+    };
     assert_eq!(response.status.code(), 200);
     let offer = String::from_utf8(response.body.to_vec()).unwrap();
     assert_eq!(
         offer,
-        bridge.call.remote_sdp().unwrap(),
+        mover.first_sdp(&bridge),
         "the session as it stands, unchanged and so with the same version"
     );
     let (tandem, _) = parse_sdp_audio(&offer);
     moved.start_sending(tandem, 0, 0x66);
-    wait_pattern(&bridge.callee_rtp, 0x66, 10).await;
-    wait_pattern(&moved, 0x55, 10).await;
-    let old_heard = settled_count(&bridge.caller_rtp, 0x55).await;
+    wait_pattern(other_rtp, 0x66, 10).await;
+    wait_pattern(&moved, other_byte, 10).await;
+    let old_heard = settled_count(old_rtp, other_byte).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
-        count_pattern(&bridge.caller_rtp, 0x55),
+        count_pattern(old_rtp, other_byte),
         old_heard,
         "media reached the old address after the answer moved it"
     );
     assert_eq!(bridge.call.bye().await.status.code(), 200);
     bridge.incoming.wait_bye(WAIT).await;
+}
+
+#[tokio::test]
+async fn the_answer_in_the_ack_to_a_callers_late_offer_re_invite_moves_the_caller() {
+    a_late_offer_answered_in_the_ack_moves_the_party(Party::Caller).await;
+}
+
+#[tokio::test]
+async fn the_answer_in_the_ack_to_a_callees_late_offer_re_invite_moves_the_callee() {
+    a_late_offer_answered_in_the_ack_moves_the_party(Party::Callee).await;
+}
+
+/// Either party's re-INVITE: once its ACK arrives, Tandem's 200 is not retransmitted any more
+/// (RFC 3261 §13.3.1.4; with T1 = 500 ms the first retransmission would come at 0.5 s).
+#[tokio::test]
+async fn the_ack_to_a_re_invite_stops_the_retransmissions_of_our_200() {
+    for party in [Party::Caller, Party::Callee] {
+        let hook = webhook().await;
+        let bridge = sip_bridge(&hook, |callee| {
+            format!("<Response><Dial><Sip>{callee}</Sip></Dial></Response>")
+        })
+        .await;
+        let (rtp, ..) = party.media(&bridge);
+        let response = party.reinvite(&bridge, &rtp.sdp_offer()).await;
+        assert_eq!(response.status.code(), 200);
+        let cseq = response.headers.cseq.seq;
+        tokio::time::sleep(Duration::from_millis(1_800)).await;
+        let phone = match party {
+            Party::Caller => &bridge._phones.0,
+            Party::Callee => &bridge._phones.1,
+        };
+        let oks = phone
+            .trace()
+            .iter()
+            .filter(|traced| traced.direction == Direction::Received)
+            .filter(|traced| {
+                matches!(&traced.message, Message::Response(response)
+                    if response.status.code() == 200
+                        && response.headers.cseq.method == Method::Invite
+                        && response.headers.cseq.seq == cseq)
+            })
+            .count();
+        assert_eq!(oks, 1, "200s to the re-INVITE:\n{}", phone.trace_text());
+        assert_eq!(bridge.call.bye().await.status.code(), 200);
+        bridge.incoming.wait_bye(WAIT).await;
+    }
 }
 
 #[tokio::test]

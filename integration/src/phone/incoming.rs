@@ -129,6 +129,14 @@ impl IncomingCall {
         self.inner.reinvite(self.call_id(), sdp).await
     }
 
+    /// Sends a re-INVITE without an offer and ACKs the 2xx with `answer(offer)` (see
+    /// [`super::OutgoingCall::reinvite_late_offer`]).
+    pub async fn reinvite_late_offer(&self, answer: impl Fn(&str) -> String + Sync) -> Response {
+        self.inner
+            .reinvite_answering(self.call_id(), "", Some(&answer))
+            .await
+    }
+
     async fn in_dialog(&self, method: Method, body: Option<(&str, &str)>) -> Response {
         self.inner.in_dialog(self.call_id(), method, body).await
     }

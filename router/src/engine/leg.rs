@@ -274,6 +274,9 @@ pub(super) async fn sip(mut leg: LegContext, uri: Uri, to: Uri, target: Target) 
     let mut outgoing = endpoint.send_invite(request, target);
     // Whether the callee agreed to RTCP multiplexing, once it answered.
     let mut rtcp_mux = false;
+    // The CSeq number of the callee's re-INVITE without an offer that our 2xx answered with
+    // one, until its ACK brings the answer (RFC 3264 §4).
+    let mut late_offer = None;
     let mut dialog: Option<Dialog> = None;
     let mut rang = false;
     let mut answered = false;
@@ -343,7 +346,25 @@ pub(super) async fn sip(mut leg: LegContext, uri: Uri, to: Uri, target: Target) 
                 leg.answered(negotiated, false);
             }
             event = outgoing.events.recv() => {
-                let Some(CallEvent::Request(request, key)) = event else { continue };
+                let (request, key) = match event {
+                    Some(CallEvent::Request(request, key)) => (request, key),
+                    Some(CallEvent::Ack(ack)) => {
+                        if late_offer == Some(ack.headers.cseq.seq) {
+                            late_offer = None;
+                            match super::reoffer::read_late_answer(&leg.offer, &ack.body) {
+                                Ok(Some(answered)) => {
+                                    leg.report(LegUpdate::Reoffered(Box::new(answered)));
+                                }
+                                Ok(None) => {}
+                                Err(error) => tracing::info!(
+                                    leg = %leg.sid, %error, "the answer in the callee's ACK is unusable"
+                                ),
+                            }
+                        }
+                        continue;
+                    }
+                    _ => continue,
+                };
                 let ends = request.method == Method::Bye;
                 if request.method == Method::Info && answered {
                     // The callee's key presses by SIP INFO go to the caller as RFC 4733
@@ -367,6 +388,10 @@ pub(super) async fn sip(mut leg: LegContext, uri: Uri, to: Uri, target: Target) 
                     );
                     if let Some(reoffer) = reoffer.filter(|_| answered) {
                         leg.report(LegUpdate::Reoffered(Box::new(reoffer)));
+                    }
+                    if answered && request.body.is_empty() && response.status.is_success() {
+                        // Our 2xx carries the offer; the answer comes in the ACK.
+                        late_offer = Some(request.headers.cseq.seq);
                     }
                     response
                 } else {

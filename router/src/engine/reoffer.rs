@@ -9,7 +9,7 @@
 //! [`Relay::update`] (only when it changed, so a hold or a session refresh costs the relay
 //! nothing more). An offer without anything we can use gets 488 and the session stays as it
 //! was (RFC 3261 §14.2); a re-INVITE without an offer gets our current session as its offer,
-//! and the caller's answer in the ACK is followed the same way ([`read_late_answer`]).
+//! and the party's answer in the ACK is followed the same way ([`read_late_answer`]).
 //!
 //! Every description we send a party continues the origin of the first one (RFC 3264 §8):
 //! same `o=` session id, the version one up when the description changed and the same when

@@ -169,7 +169,9 @@ struct DialogKey {
 
 struct DialogRoute {
     call: mpsc::UnboundedSender<CallEvent>,
-    /// On a dialog where we are the UAS: the INVITE transaction whose 2xx the ACK confirms.
+    /// The INVITE server transaction whose 2xx the dialog's next ACK confirms: the dialog's
+    /// first INVITE where we are the UAS, then the peer's latest re-INVITE we answered 2xx (in
+    /// a dialog we created as UAC too, where there is none before the peer's first re-INVITE).
     invite: Option<Key>,
 }
 
@@ -803,7 +805,8 @@ impl Core {
             return;
         };
         let Some(invite) = route.invite.clone() else {
-            // An ACK on a dialog we created as UAC is not ours to receive; drop it.
+            // No 2xx of ours in this dialog awaits an ACK (a dialog we created as UAC, before
+            // the peer's first re-INVITE): nothing to confirm.
             return;
         };
         let cseq = request.headers.cseq.seq;
@@ -880,12 +883,11 @@ impl Core {
             }
         }
         // A 2xx to a re-INVITE: the dialog's next ACK (§13.3.1.4) confirms this transaction,
-        // not the dialog's first INVITE's.
+        // not the dialog's first INVITE's, whichever side created the dialog.
         if let ServerTransaction::Invite(_) = &entry.transaction {
             if response.status.is_success() {
-                if let Some(route) = dialog_key(&response.headers)
-                    .and_then(|d| self.dialogs.get_mut(&d))
-                    .filter(|route| route.invite.is_some())
+                if let Some(route) =
+                    dialog_key(&response.headers).and_then(|d| self.dialogs.get_mut(&d))
                 {
                     route.invite = Some(key.clone());
                 }
