@@ -108,7 +108,7 @@ pub async fn start(config: AppConfig) -> anyhow::Result<Running> {
 
     // The call router: takes every call the SIP edge accepts.
     let records = router::records::CallRecords::default();
-    let descriptors = DescriptorBudget::from_open_files_limit();
+    let media_descriptors = media_descriptors();
     let services = router::engine::Services {
         directory: router::Directory::new(&config.router),
         endpoint: endpoint.clone(),
@@ -117,7 +117,7 @@ pub async fn start(config: AppConfig) -> anyhow::Result<Running> {
             std::net::IpAddr::from([0, 0, 0, 0]),
             config.media.rtp_ports.first(),
             config.media.rtp_ports.last(),
-            descriptors.media,
+            media_descriptors,
             media::ports::DEFAULT_REST,
         )
         .context("the [media] rtp_ports range")?,
@@ -138,7 +138,7 @@ pub async fn start(config: AppConfig) -> anyhow::Result<Running> {
             .find_map(|trunk| trunk.outbound_uri.clone()),
         records: records.clone(),
         max_calls: config.router.max_calls,
-        media_descriptors: descriptors.media,
+        media_descriptors,
     };
     let webhooks = services.webhooks.clone();
     let rtp_ports = services.ports.clone();
@@ -261,39 +261,32 @@ impl Drop for Running {
 /// TCP and WebSocket connections, webhook connections, files.
 const RESERVED_DESCRIPTORS: u64 = 1024;
 
-/// How the open-files limit is shared out.
-struct DescriptorBudget {
-    /// Descriptors for the calls' RTP sockets, leased and resting: every one not reserved.
-    /// Calls are admitted while the leased sockets leave room for one more call at its most
-    /// (`router::engine::SOCKETS_PER_CALL`: 2–4, by whether its parties multiplex RTCP), and
-    /// released pairs rest with their sockets open only within it, so resting pairs take
-    /// descriptors that calls are not using and give them back as calls need them.
-    media: usize,
-}
-
-impl DescriptorBudget {
-    /// The budget of this process. The soft limit is raised to the hard one first (as servers
-    /// do: the default soft limit of 1024 would cap Tandem at a few hundred calls).
-    fn from_open_files_limit() -> Self {
-        let limit = match rlimit::increase_nofile_limit(u64::MAX) {
-            Ok(limit) => limit,
-            Err(error) => {
-                tracing::warn!(%error, "could not raise the open-files limit");
-                rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft)
-            }
-        };
-        let media = usize::try_from(limit.saturating_sub(RESERVED_DESCRIPTORS))
-            .unwrap_or(usize::MAX)
-            .max(router::engine::SOCKETS_PER_CALL);
-        tracing::info!(
-            open_files = limit,
-            rtp_sockets = media,
-            calls_at_most = media / 2,
-            calls_at_least = media / router::engine::SOCKETS_PER_CALL,
-            "call limit from the open-files limit"
-        );
-        Self { media }
-    }
+/// The descriptors of this process for the calls' RTP sockets, leased and resting: every one
+/// not reserved. Calls are admitted while the leased sockets leave room for one more call at
+/// its most (`router::engine::SOCKETS_PER_CALL`: 2–4, by whether its parties multiplex RTCP),
+/// and released pairs rest with their sockets open only within it, so resting pairs take
+/// descriptors that calls are not using and give them back as calls need them. The soft
+/// open-files limit is raised to the hard one first (as servers do: the default soft limit of
+/// 1024 would cap Tandem at a few hundred calls).
+fn media_descriptors() -> usize {
+    let limit = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => limit,
+        Err(error) => {
+            tracing::warn!(%error, "could not raise the open-files limit");
+            rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft)
+        }
+    };
+    let media = usize::try_from(limit.saturating_sub(RESERVED_DESCRIPTORS))
+        .unwrap_or(usize::MAX)
+        .max(router::engine::SOCKETS_PER_CALL);
+    tracing::info!(
+        open_files = limit,
+        rtp_sockets = media,
+        calls_at_most = media / 2,
+        calls_at_least = media / router::engine::SOCKETS_PER_CALL,
+        "call limit from the open-files limit"
+    );
+    media
 }
 
 /// Pending connections the HTTP listener queues: bursts of clients (reconnect storms after a

@@ -274,9 +274,7 @@ pub(super) async fn sip(mut leg: LegContext, uri: Uri, to: Uri, target: Target) 
     let mut outgoing = endpoint.send_invite(request, target);
     // Whether the callee agreed to RTCP multiplexing, once it answered.
     let mut rtcp_mux = false;
-    // The CSeq number of the callee's re-INVITE without an offer that our 2xx answered with
-    // one, until its ACK brings the answer (RFC 3264 §4).
-    let mut late_offer = None;
+    let mut late_offer = super::reoffer::LateOffer::default();
     let mut dialog: Option<Dialog> = None;
     let mut rang = false;
     let mut answered = false;
@@ -349,17 +347,8 @@ pub(super) async fn sip(mut leg: LegContext, uri: Uri, to: Uri, target: Target) 
                 let (request, key) = match event {
                     Some(CallEvent::Request(request, key)) => (request, key),
                     Some(CallEvent::Ack(ack)) => {
-                        if late_offer == Some(ack.headers.cseq.seq) {
-                            late_offer = None;
-                            match super::reoffer::read_late_answer(&leg.offer, &ack.body) {
-                                Ok(Some(answered)) => {
-                                    leg.report(LegUpdate::Reoffered(Box::new(answered)));
-                                }
-                                Ok(None) => {}
-                                Err(error) => tracing::info!(
-                                    leg = %leg.sid, %error, "the answer in the callee's ACK is unusable"
-                                ),
-                            }
+                        if let Some(answered) = late_offer.answer_in(&ack, &leg.offer) {
+                            leg.report(LegUpdate::Reoffered(Box::new(answered)));
                         }
                         continue;
                     }
@@ -389,9 +378,8 @@ pub(super) async fn sip(mut leg: LegContext, uri: Uri, to: Uri, target: Target) 
                     if let Some(reoffer) = reoffer.filter(|_| answered) {
                         leg.report(LegUpdate::Reoffered(Box::new(reoffer)));
                     }
-                    if answered && request.body.is_empty() && response.status.is_success() {
-                        // Our 2xx carries the offer; the answer comes in the ACK.
-                        late_offer = Some(request.headers.cseq.seq);
+                    if answered {
+                        late_offer.expect(&request, &response);
                     }
                     response
                 } else {

@@ -9,7 +9,7 @@
 //! [`Relay::update`] (only when it changed, so a hold or a session refresh costs the relay
 //! nothing more). An offer without anything we can use gets 488 and the session stays as it
 //! was (RFC 3261 §14.2); a re-INVITE without an offer gets our current session as its offer,
-//! and the party's answer in the ACK is followed the same way ([`read_late_answer`]).
+//! and the party's answer in the ACK is followed the same way ([`LateOffer`]).
 //!
 //! Every description we send a party continues the origin of the first one (RFC 3264 §8):
 //! same `o=` session id, the version one up when the description changed and the same when
@@ -115,10 +115,38 @@ pub(super) fn follow(
     changed
 }
 
-/// The answer that a party's ACK brings to the offer `sent` in our 2xx to its re-INVITE
-/// without one (RFC 3264 §4: the answer to a late offer is in the ACK), as a re-offer the call
-/// follows like any other; `None` for an ACK without a body (the session stays as it was).
-pub(super) fn read_late_answer(sent: &Session, body: &[u8]) -> Result<Option<Reoffer>, SdpError> {
+/// A party's re-INVITE without an offer that our 2xx answered with one, by its CSeq number:
+/// the party's ACK brings the answer (RFC 3264 §4). The caller's task keeps one for the
+/// caller, a SIP leg's task one for its callee.
+#[derive(Debug, Default)]
+pub(super) struct LateOffer(Option<u32>);
+
+impl LateOffer {
+    /// Remembers `request` if it made no offer and our `response` to it, a 2xx, did.
+    pub(super) fn expect(&mut self, request: &Request, response: &Response) {
+        if request.body.is_empty() && response.status.is_success() {
+            self.0 = Some(request.headers.cseq.seq);
+        }
+    }
+
+    /// The answer `ack` brings if it acknowledges the late offer, read against `sent` (the
+    /// offer of our 2xx) as a re-offer the call follows like any other. An ACK without a body,
+    /// or with an unusable one (logged: RFC 3261 leaves no response to refuse an ACK with),
+    /// leaves the session as it was.
+    pub(super) fn answer_in(&mut self, ack: &Request, sent: &Session) -> Option<Reoffer> {
+        if self.0 != Some(ack.headers.cseq.seq) {
+            return None;
+        }
+        self.0 = None;
+        read_late_answer(sent, &ack.body).unwrap_or_else(|error| {
+            tracing::info!(%error, "the answer in the party's ACK is unusable");
+            None
+        })
+    }
+}
+
+/// The answer in an ACK `body` to our offer `sent`, as a re-offer; `None` without a body.
+fn read_late_answer(sent: &Session, body: &[u8]) -> Result<Option<Reoffer>, SdpError> {
     if body.is_empty() {
         return Ok(None);
     }

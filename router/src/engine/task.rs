@@ -109,7 +109,7 @@ struct Caller {
     acked: bool,
     /// The CSeq number of the caller's re-INVITE without an offer that our 2xx answered with
     /// one, until its ACK brings the answer (RFC 3264 §4).
-    late_offer: Option<u32>,
+    late_offer: reoffer::LateOffer,
 }
 
 /// A webhook fetch in flight, polled by the call's own task (a task of its own per fetch cost
@@ -251,7 +251,7 @@ impl CallTask {
                 negotiated: answer.negotiated,
                 dialog: None,
                 acked: false,
-                late_offer: None,
+                late_offer: reoffer::LateOffer::default(),
             },
             clock: (Instant::now(), SystemTime::now()),
             fetch: None,
@@ -295,7 +295,7 @@ impl CallTask {
                         call.handle_document(Instant::now(), id, result);
                     }
                 }
-                Some((id, error, sender)) = received(self.prompt_done.as_mut().map(|(_, done)| done)) => {
+                Some((id, error, sender)) = when_made(self.prompt_done.as_mut().map(|(_, done)| done.recv())) => {
                     if let Some(sender) = sender {
                         self.rtp_sender.get_or_insert(sender);
                     }
@@ -304,7 +304,7 @@ impl CallTask {
                     }
                     call.handle_prompt_finished(Instant::now(), id, error);
                 }
-                Some(digit) = received_digit(self.digits.as_mut().map(|(_, digits)| digits)) => {
+                Some(digit) = when_made(self.digits.as_mut().map(|(_, digits)| digits.recv())) => {
                     call.handle_digit(Instant::now(), digit);
                 }
                 Some(report) = self.leg_reports.1.recv() => self.leg_report(&mut call, report, &mut record).await,
@@ -431,17 +431,8 @@ impl CallTask {
             Some(CallEvent::Cancelled) => call.handle_caller(now, CallerEvent::Cancelled),
             Some(CallEvent::Ack(ack)) => {
                 self.caller.acked = true;
-                if self.caller.late_offer == Some(ack.headers.cseq.seq) {
-                    self.caller.late_offer = None;
-                    match reoffer::read_late_answer(&self.caller.sdp, &ack.body) {
-                        Ok(Some(answered)) => self.follow_caller(answered).await,
-                        Ok(None) => {}
-                        Err(error) => {
-                            // RFC 3261 §14.2 leaves no response to refuse an ACK with: the
-                            // session goes on as it was.
-                            tracing::info!(%error, "the answer in the caller's ACK is unusable");
-                        }
-                    }
+                if let Some(answered) = self.caller.late_offer.answer_in(&ack, &self.caller.sdp) {
+                    self.follow_caller(answered).await;
                 }
             }
             Some(CallEvent::Request(request, key)) => {
@@ -467,10 +458,7 @@ impl CallTask {
                             &mut self.caller.sdp,
                             &self.caller.contact,
                         );
-                        if request.body.is_empty() && response.status.is_success() {
-                            // Our 2xx carries the offer; the answer comes in the ACK.
-                            self.caller.late_offer = Some(request.headers.cseq.seq);
-                        }
+                        self.caller.late_offer.expect(&request, &response);
                         endpoint.respond(&key, response);
                         if let Some(reoffer) = reoffer {
                             self.follow_caller(reoffer).await;
@@ -998,18 +986,11 @@ async fn stream_prompt(
     }
 }
 
-/// The next message of a channel made on first use; never completes before it is made.
-async fn received<T>(receiver: Option<&mut mpsc::UnboundedReceiver<T>>) -> Option<T> {
-    match receiver {
-        Some(receiver) => receiver.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// [`received`] for the bounded digits channel.
-async fn received_digit(receiver: Option<&mut mpsc::Receiver<char>>) -> Option<char> {
-    match receiver {
-        Some(receiver) => receiver.recv().await,
+/// What `receiving` gives (the next message of a channel made on first use); never completes
+/// while there is nothing to wait for.
+async fn when_made<F: Future>(receiving: Option<F>) -> F::Output {
+    match receiving {
+        Some(receiving) => receiving.await,
         None => std::future::pending().await,
     }
 }

@@ -70,6 +70,15 @@ pub struct Leg {
     pub rtcp: Option<RtcpEndpoint>,
 }
 
+impl Leg {
+    /// Whether the leg's RTCP shares its RTP socket (RFC 5761): its endpoint names that socket.
+    fn is_rtcp_muxed(&self) -> bool {
+        self.rtcp
+            .as_ref()
+            .is_some_and(|rtcp| Arc::ptr_eq(&rtcp.socket, &self.socket))
+    }
+}
+
 /// Where one leg's RTCP flows.
 #[derive(Debug, Clone)]
 pub struct RtcpEndpoint {
@@ -225,7 +234,7 @@ impl Relays {
             let rtcp = leg
                 .rtcp
                 .as_ref()
-                .filter(|rtcp| !Arc::ptr_eq(&rtcp.socket, &leg.socket))
+                .filter(|_| !leg.is_rtcp_muxed())
                 .map(|rtcp| &*rtcp.socket);
             for socket in std::iter::once(&*leg.socket).chain(rtcp) {
                 sockets[count] = socket;

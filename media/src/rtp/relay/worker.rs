@@ -523,7 +523,7 @@ impl Call {
             );
             Some(LegRtcp {
                 destination: endpoint.remote,
-                muxed: Arc::ptr_eq(&endpoint.socket, &leg.socket),
+                muxed: leg.is_rtcp_muxed(),
                 endpoint,
                 control,
             })
