@@ -522,7 +522,7 @@ fn caller_uri(caller_id: &str, contact: &NameAddr) -> Uri {
     let user = if plain { caller_id } else { "anonymous" };
     let mut uri = contact.uri.clone();
     if let Some(sip) = uri.as_sip_mut() {
-        sip.user = Some(user.to_owned());
+        sip.user = Some(user.into());
         sip.params = Default::default();
     }
     uri

@@ -674,7 +674,7 @@ impl CallTask {
                 };
                 let mut uri = trunk.clone();
                 if let Some(sip) = uri.as_sip_mut() {
-                    sip.user = Some(number.clone());
+                    sip.user = Some(number.as_str().into());
                 }
                 leg::uri_target(trunk)
                     .map(|target| {

@@ -301,7 +301,7 @@ impl EndpointHandle {
         let mut uri = crate::message::Uri::sip(Some(user), host, Some(port));
         if target.transport == crate::config::ListenTransport::Tcp {
             if let Some(sip) = uri.as_sip_mut() {
-                sip.params.set("transport", Some("tcp".to_owned()));
+                sip.params.set("transport", Some("tcp".into()));
             }
         }
         NameAddr::new(uri)

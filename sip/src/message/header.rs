@@ -4,6 +4,8 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use compact_str::CompactString;
+
 use super::method::Method;
 use super::parse::{is_token_char, Scanner};
 use super::serialize;
@@ -19,7 +21,7 @@ pub struct Param {
     /// The parameter name, as received ([`Param::name_of`]).
     pub name: Cow<'static, str>,
     /// The value, if the parameter has one.
-    pub value: Option<String>,
+    pub value: Option<CompactString>,
 }
 
 impl Param {
@@ -68,7 +70,7 @@ impl Params {
     }
 
     /// Sets (or replaces) parameter `name`.
-    pub fn set(&mut self, name: &str, value: Option<String>) {
+    pub fn set(&mut self, name: &str, value: Option<CompactString>) {
         match self
             .0
             .iter_mut()
@@ -105,19 +107,18 @@ impl Params {
             let value = if s.eat(b'=') {
                 s.skip_lws();
                 if s.peek() == Some(b'"') {
-                    Some(s.quoted_string()?.to_owned())
+                    Some(CompactString::from(s.quoted_string()?))
                 } else if s.peek() == Some(b'[') {
                     // RFC 3261 §25.1: received/maddr may hold an IPv6 reference.
-                    Some(
-                        s.take_while(|b| b != b';' && b != b',' && b != b'>' && !is_lws(b))
-                            .to_owned(),
-                    )
+                    Some(CompactString::from(s.take_while(|b| {
+                        b != b';' && b != b',' && b != b'>' && !is_lws(b)
+                    })))
                 } else {
                     let v = s.take_while(|b| is_param_value_char(b) && !stop.contains(&b));
                     if v.is_empty() {
                         return Err("empty parameter value");
                     }
-                    Some(v.to_owned())
+                    Some(CompactString::from(v))
                 }
             } else {
                 None
@@ -231,7 +232,7 @@ impl Via {
     /// (RFC 3581 §3: ask the server to answer to the source port).
     pub fn new(transport: Transport, host: Host, port: Option<u16>, branch: &Branch) -> Via {
         let mut params = Params::default();
-        params.set("branch", Some(branch.as_str().to_owned()));
+        params.set("branch", Some(branch.0.clone()));
         params.set("rport", None);
         Via {
             transport,
@@ -343,7 +344,7 @@ impl NameAddr {
 
     /// Sets the `tag` parameter.
     pub fn set_tag(&mut self, tag: &Tag) {
-        self.params.set("tag", Some(tag.as_str().to_owned()));
+        self.params.set("tag", Some(tag.0.clone()));
     }
 
     pub(crate) fn parse(s: &mut Scanner<'_>) -> Result<NameAddr, &'static str> {
@@ -489,11 +490,11 @@ macro_rules! string_newtype {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub struct $name(String);
+        pub struct $name(CompactString);
 
         impl $name {
             /// Wraps a value received or chosen elsewhere.
-            pub fn new(value: impl Into<String>) -> Self {
+            pub fn new(value: impl Into<CompactString>) -> Self {
                 $name(value.into())
             }
 
@@ -525,9 +526,10 @@ string_newtype!(
 );
 
 impl CallId {
-    /// A fresh, globally unique Call-ID (RFC 3261 §8.1.1.4), 128 random bits.
+    /// A fresh, globally unique Call-ID (RFC 3261 §8.1.1.4): 96 random bits, in 24 characters
+    /// that a [`CompactString`] holds without allocating.
     pub fn random() -> CallId {
-        CallId(random_hex(16))
+        CallId(random_hex(12))
     }
 }
 
@@ -539,11 +541,12 @@ impl Tag {
 }
 
 impl Branch {
-    /// A fresh RFC 3261 branch: the magic cookie and 96 random bits.
+    /// A fresh RFC 3261 branch: the magic cookie and 64 random bits (as many as a tag; a
+    /// branch need only be unique among our transactions), 23 characters that a
+    /// [`CompactString`] holds without allocating.
     pub fn random() -> Branch {
-        let mut branch = String::with_capacity(BRANCH_MAGIC.len() + 24);
-        branch.push_str(BRANCH_MAGIC);
-        push_random_hex(&mut branch, 12);
+        let mut branch = CompactString::const_new(BRANCH_MAGIC);
+        push_random_hex(&mut branch, 8);
         Branch(branch)
     }
 
@@ -554,14 +557,14 @@ impl Branch {
     }
 }
 
-fn random_hex(bytes: usize) -> String {
-    let mut text = String::with_capacity(2 * bytes);
+fn random_hex(bytes: usize) -> CompactString {
+    let mut text = CompactString::with_capacity(2 * bytes);
     push_random_hex(&mut text, bytes);
     text
 }
 
 /// Appends `bytes` random bytes (at most 16) in lower-case hexadecimal.
-fn push_random_hex(out: &mut String, bytes: usize) {
+fn push_random_hex(out: &mut CompactString, bytes: usize) {
     use rand::RngCore;
     let mut buf = [0u8; 16];
     let buf = &mut buf[..bytes.min(16)];
@@ -586,11 +589,41 @@ mod tests {
         assert!(matches!(Param::name_of("Branch"), Cow::Owned(ref name) if name == "Branch"));
         assert!(matches!(Param::name_of("x-custom"), Cow::Owned(ref name) if name == "x-custom"));
         let mut params = Params::default();
-        params.set("TAG", Some("a".to_owned()));
-        params.set("tag", Some("b".to_owned()));
+        params.set("TAG", Some("a".into()));
+        params.set("tag", Some("b".into()));
         assert_eq!(params.0.len(), 1);
         assert_eq!(params.0[0].name, "TAG");
         assert_eq!(params.get("Tag"), Some(Some("b")));
+    }
+
+    #[test]
+    fn short_values_of_a_parsed_message_are_stored_inline() {
+        let text = "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:7080;branch=z9hG4bK-24150-1-0\r\n\
+            From: <sip:c1@127.0.0.1:7080>;tag=24150SIPpTag001\r\nTo: <sip:+15550100@127.0.0.1>\r\n\
+            Call-ID: 1-24150@127.0.0.1\r\nCSeq: 1 INVITE\r\nContent-Type: application/sdp\r\n\r\n";
+        let Ok(super::super::Message::Response(response)) = super::super::parse(text.as_bytes())
+        else {
+            panic!("does not parse")
+        };
+        let headers = &response.headers;
+        let inline = |value: &CompactString| !value.is_heap_allocated();
+        assert!(headers.via[0]
+            .params
+            .0
+            .iter()
+            .all(|p| p.value.as_ref().is_none_or(inline)));
+        assert!(headers
+            .from
+            .params
+            .0
+            .iter()
+            .all(|p| p.value.as_ref().is_none_or(inline)));
+        assert!(inline(&headers.call_id.0));
+        assert!(headers
+            .other
+            .iter()
+            .all(|(name, value)| inline(name) && inline(value)));
+        assert!(inline(&response.reason));
     }
 
     #[test]
@@ -599,11 +632,15 @@ mod tests {
         let branch = Branch::random();
         assert!(branch.is_rfc3261());
         let random = &branch.0[BRANCH_MAGIC.len()..];
-        assert!(random.len() == 24 && hex(random), "{}", branch.0);
+        assert!(random.len() == 16 && hex(random), "{}", branch.0);
         assert_ne!(Branch::random(), branch);
         let tag = Tag::random();
         assert!(tag.0.len() == 16 && hex(&tag.0));
         let call_id = CallId::random();
-        assert!(call_id.0.len() == 32 && hex(&call_id.0));
+        assert!(call_id.0.len() == 24 && hex(&call_id.0));
+        // Short enough to be stored inline: making or copying one allocates nothing.
+        assert!(!branch.0.is_heap_allocated());
+        assert!(!tag.0.is_heap_allocated());
+        assert!(!call_id.0.is_heap_allocated());
     }
 }

@@ -27,6 +27,7 @@ pub use parse::{is_token_char, parse, ParseError, ParseErrorKind};
 pub use uri::{Host, Scheme, SipUri, Uri};
 
 use bytes::Bytes;
+use compact_str::CompactString;
 
 /// The SIP version we speak; anything else gets 505 (RFC 3261 §8.2.2 does not cover it, §21.5.20 does).
 pub const SIP_VERSION: &str = "SIP/2.0";
@@ -50,7 +51,7 @@ pub struct Response {
     /// The status code of the status line.
     pub status: StatusCode,
     /// The reason phrase of the status line.
-    pub reason: String,
+    pub reason: CompactString,
     /// All header fields.
     pub headers: Headers,
     /// The message body.
@@ -88,7 +89,7 @@ pub struct Headers {
     /// Record-Route values, in order.
     pub record_route: Vec<NameAddr>,
     /// Every other header field, in arrival order, with canonical names for known headers.
-    pub other: Vec<(String, String)>,
+    pub other: Vec<(CompactString, CompactString)>,
 }
 
 impl Headers {
@@ -126,7 +127,7 @@ impl Headers {
     }
 
     /// Appends a non-core header.
-    pub fn push(&mut self, name: impl Into<String>, value: impl Into<String>) {
+    pub fn push(&mut self, name: impl Into<CompactString>, value: impl Into<CompactString>) {
         self.other.push((name.into(), value.into()));
     }
 
@@ -136,7 +137,7 @@ impl Headers {
     }
 
     /// Replaces every non-core header named `name` by one with `value`.
-    pub fn set(&mut self, name: &str, value: impl Into<String>) {
+    pub fn set(&mut self, name: &str, value: impl Into<CompactString>) {
         self.remove(name);
         self.push(name, value);
     }
@@ -183,7 +184,7 @@ impl Request {
         }
         Response {
             status,
-            reason: status.default_reason().to_owned(),
+            reason: CompactString::const_new(status.default_reason()),
             headers,
             body: Bytes::new(),
         }
@@ -204,7 +205,7 @@ impl Request {
 
 impl Response {
     /// Replaces the reason phrase (builder style).
-    pub fn with_reason(mut self, reason: impl Into<String>) -> Self {
+    pub fn with_reason(mut self, reason: impl Into<CompactString>) -> Self {
         self.reason = reason.into();
         self
     }

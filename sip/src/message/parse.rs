@@ -8,6 +8,7 @@
 use std::borrow::Cow;
 
 use bytes::Bytes;
+use compact_str::CompactString;
 
 use super::header::{CSeq, CallId, Contact, NameAddr, Via};
 use super::method::{Method, StatusCode};
@@ -196,7 +197,7 @@ pub fn parse(input: &[u8]) -> Result<Message, ParseError> {
         }),
         Start::Response { status, reason } => Message::Response(Response {
             status,
-            reason: reason.to_owned(),
+            reason: CompactString::from(reason),
             headers,
             body,
         }),
@@ -636,8 +637,8 @@ fn build_headers(
                 content_length = Some(n);
             }
             Kind::Other => {
-                let name = h.name.to_owned();
-                other.push((name, std::mem::take(&mut h.value).into_owned()));
+                let name = CompactString::from(h.name);
+                other.push((name, CompactString::from(std::mem::take(&mut h.value))));
             }
         }
     }

@@ -1,6 +1,7 @@
 //! SIP and SIPS URIs (RFC 3261 §19.1, §25.1) with IPv6 references (RFC 5118), and other schemes
 //! kept opaque (they are carried, never interpreted).
 
+use compact_str::CompactString;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -135,7 +136,7 @@ pub struct SipUri {
     /// True for `sips:`.
     pub secure: bool,
     /// The user part, in its escaped form, if any.
-    pub user: Option<String>,
+    pub user: Option<CompactString>,
     /// The password, if any (deprecated by RFC 3261 but legal).
     pub password: Option<String>,
     /// The host.
@@ -153,7 +154,7 @@ impl Uri {
     pub fn sip(user: Option<&str>, host: Host, port: Option<u16>) -> Uri {
         Uri::Sip(SipUri {
             secure: false,
-            user: user.map(str::to_owned),
+            user: user.map(CompactString::from),
             password: None,
             host,
             port,
@@ -209,7 +210,7 @@ impl Uri {
                         return Err("malformed URI password");
                     }
                 }
-                (Some(user.to_owned()), password.map(str::to_owned))
+                (Some(CompactString::from(user)), password.map(str::to_owned))
             }
         };
         let mut s = Scanner::new(hostpart);
@@ -295,7 +296,7 @@ fn parse_uri_params(s: &mut Scanner<'_>) -> Result<Params, &'static str> {
             if v.is_empty() || !valid_escapes(v) {
                 return Err("malformed URI parameter value");
             }
-            Some(v.to_owned())
+            Some(CompactString::from(v))
         } else {
             None
         };

@@ -6,6 +6,7 @@
 //! sends the returned response. Memory is bounded by the number of configured users times
 //! [`RegistrationLimits::max_contacts_per_user`].
 
+use compact_str::ToCompactString;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -142,9 +143,10 @@ impl Registrar {
                 .map(|b| {
                     let mut contact = b.contact.clone();
                     let remaining = b.expires_at.saturating_duration_since(now);
-                    contact
-                        .params
-                        .set("expires", Some(whole_seconds_up(remaining).to_string()));
+                    contact.params.set(
+                        "expires",
+                        Some(whole_seconds_up(remaining).to_compact_string()),
+                    );
                     contact
                 })
                 .collect(),

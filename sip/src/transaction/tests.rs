@@ -446,7 +446,7 @@ fn ack_for_2xx(invite: &Request, ok: &Response) -> Request {
     ack.headers.to = ok.headers.to.clone();
     ack.headers.via[0]
         .params
-        .set("branch", Some("z9hG4bKack2xx".to_owned()));
+        .set("branch", Some("z9hG4bKack2xx".into()));
     ack.body = Bytes::new();
     ack
 }

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use compact_str::{CompactString, ToCompactString};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
@@ -129,13 +130,14 @@ pub fn stamp_via(request: &mut Request, source: SocketAddr) {
         via.params.set("received", Some(received_text(source.ip())));
     }
     if rport_requested {
-        via.params.set("rport", Some(source.port().to_string()));
+        via.params
+            .set("rport", Some(source.port().to_compact_string()));
     }
 }
 
-fn received_text(ip: IpAddr) -> String {
+fn received_text(ip: IpAddr) -> CompactString {
     // RFC 5118 §4.5: `received` carries a bare IPv6 address, without brackets.
-    ip.to_string()
+    ip.to_compact_string()
 }
 
 /// Counters shared by the transports, read by the metrics endpoint.
