@@ -9,6 +9,8 @@
 use std::fmt::{self, Write as _};
 use std::net::{IpAddr, SocketAddr};
 
+use compact_str::{CompactString, ToCompactString};
+
 use crate::rtp::{Codec, PayloadType, CLOCK_RATE};
 
 /// The largest SDP body accepted, in bytes. Real audio offers are well under 2 KB.
@@ -143,7 +145,7 @@ pub struct RtpMap {
     /// The payload type it describes.
     pub payload_type: PayloadType,
     /// The encoding name, e.g. "PCMU" or "telephone-event".
-    pub encoding: String,
+    pub encoding: CompactString,
     /// The clock rate in Hz.
     pub clock_rate: u32,
     /// The channel count, if given.
@@ -154,7 +156,7 @@ pub struct RtpMap {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Origin {
     /// The user name, "-" when there is none.
-    pub username: String,
+    pub username: CompactString,
     /// The session id.
     pub session_id: u64,
     /// The session version, incremented on each change (RFC 3264 §8).
@@ -186,13 +188,13 @@ impl Origin {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Media {
     /// The media type, e.g. "audio" or "video".
-    pub kind: String,
+    pub kind: CompactString,
     /// The transport port; 0 means the stream is rejected or disabled.
     pub port: u16,
     /// The transport protocol, e.g. "RTP/AVP".
-    pub protocol: String,
+    pub protocol: CompactString,
     /// The format list as written (payload type numbers for RTP).
-    pub formats: Vec<String>,
+    pub formats: Vec<CompactString>,
     /// A media-level `c=` address.
     pub connection: Option<IpAddr>,
     /// The `a=rtpmap` attributes.
@@ -242,7 +244,7 @@ pub struct Session {
     /// The `o=` line.
     pub origin: Origin,
     /// The `s=` line ("-" when empty).
-    pub name: String,
+    pub name: CompactString,
     /// A session-level `c=` address.
     pub connection: Option<IpAddr>,
     /// A session-level direction attribute.
@@ -289,12 +291,12 @@ pub struct Answer {
 pub fn offer(local: SocketAddr, codecs: &[Codec], session_id: u64) -> Session {
     Session {
         origin: Origin {
-            username: "-".to_owned(),
+            username: CompactString::const_new("-"),
             session_id,
             session_version: session_id,
             address: local.ip(),
         },
-        name: "-".to_owned(),
+        name: CompactString::const_new("-"),
         connection: Some(local.ip()),
         direction: None,
         media: vec![audio_media(
@@ -380,12 +382,12 @@ pub fn answer(
     Ok(Answer {
         session: Session {
             origin: Origin {
-                username: "-".to_owned(),
+                username: CompactString::const_new("-"),
                 session_id,
                 session_version: session_id,
                 address: local.ip(),
             },
-            name: "-".to_owned(),
+            name: CompactString::const_new("-"),
             connection: Some(local.ip()),
             direction: None,
             media,
@@ -534,12 +536,12 @@ impl Session {
         let mut origin = None;
         let mut session = Session {
             origin: Origin {
-                username: String::new(),
+                username: CompactString::default(),
                 session_id: 0,
                 session_version: 0,
                 address: IpAddr::from([0, 0, 0, 0]),
             },
-            name: "-".to_owned(),
+            name: CompactString::const_new("-"),
             connection: None,
             direction: None,
             media: Vec::new(),
@@ -567,7 +569,7 @@ impl Session {
             let value = &line[2..];
             match (bytes[0], session.media.last_mut()) {
                 (b'o', None) => origin = Some(parse_origin(value, number)?),
-                (b's', None) => session.name = value.to_owned(),
+                (b's', None) => session.name = value.into(),
                 (b'c', None) => session.connection = Some(parse_connection(value, number)?),
                 (b'c', Some(media)) => media.connection = Some(parse_connection(value, number)?),
                 (b'm', _) => {
@@ -720,9 +722,9 @@ fn audio_media(
     rtcp_mux: bool,
 ) -> Media {
     let mut media = Media {
-        kind: "audio".to_owned(),
+        kind: CompactString::const_new("audio"),
         port,
-        protocol: "RTP/AVP".to_owned(),
+        protocol: CompactString::const_new("RTP/AVP"),
         formats: Vec::new(),
         connection: None,
         rtpmaps: Vec::new(),
@@ -733,19 +735,19 @@ fn audio_media(
         rtcp_mux,
     };
     for (codec, payload_type) in codecs {
-        media.formats.push(payload_type.0.to_string());
+        media.formats.push(payload_type.0.to_compact_string());
         media.rtpmaps.push(RtpMap {
             payload_type,
-            encoding: codec.encoding_name().to_owned(),
+            encoding: CompactString::const_new(codec.encoding_name()),
             clock_rate: CLOCK_RATE,
             channels: None,
         });
     }
     if let Some(payload_type) = telephone_event {
-        media.formats.push(payload_type.0.to_string());
+        media.formats.push(payload_type.0.to_compact_string());
         media.rtpmaps.push(RtpMap {
             payload_type,
-            encoding: "telephone-event".to_owned(),
+            encoding: CompactString::const_new("telephone-event"),
             clock_rate: CLOCK_RATE,
             channels: None,
         });
@@ -780,7 +782,7 @@ fn parse_origin(value: &str, line: usize) -> Result<Origin, SdpError> {
         })
     };
     Ok(Origin {
-        username: (*username).to_owned(),
+        username: (*username).into(),
         session_id: number(id)?,
         session_version: number(version)?,
         // The origin address is informational; a host name there is legal and harmless.
@@ -834,12 +836,12 @@ fn parse_media(value: &str, line: usize) -> Result<Media, SdpError> {
         if formats.len() == MAX_FORMATS {
             return Err(SdpError::TooMany { what: "formats" });
         }
-        formats.push(format.to_owned());
+        formats.push(CompactString::from(format));
     }
     Ok(Media {
-        kind: kind.to_owned(),
+        kind: kind.into(),
         port,
-        protocol: protocol.to_owned(),
+        protocol: protocol.into(),
         formats,
         connection: None,
         rtpmaps: Vec::new(),
@@ -897,7 +899,7 @@ fn parse_media_attribute(media: &mut Media, value: &str, line: usize) -> Result<
             if media.rtpmaps.len() < MAX_FORMATS {
                 media.rtpmaps.push(RtpMap {
                     payload_type: PayloadType(payload_type),
-                    encoding: name.to_owned(),
+                    encoding: name.into(),
                     clock_rate,
                     channels,
                 });
@@ -950,6 +952,19 @@ mod tests {
             decimals.push(' ');
         }
         assert_eq!(decimals, "0 7 10 65535 18446744073709551615 ");
+    }
+
+    #[test]
+    fn a_parsed_offers_short_fields_are_stored_inline() {
+        let local: SocketAddr = "192.0.2.10:20000".parse().unwrap();
+        let text = offer(local, &[Codec::Pcmu, Codec::Pcma], 42).to_text();
+        let session = Session::parse(text.as_bytes()).unwrap();
+        let inline = |value: &CompactString| !value.is_heap_allocated();
+        assert!(inline(&session.origin.username) && inline(&session.name));
+        let media = &session.media[0];
+        assert!(inline(&media.kind) && inline(&media.protocol));
+        assert!(media.formats.iter().all(inline));
+        assert!(media.rtpmaps.iter().all(|map| inline(&map.encoding)));
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
+use compact_str::{CompactString, ToCompactString};
 use dashmap::DashMap;
 use serde::Serialize;
 
@@ -22,19 +23,19 @@ pub struct CallRecord {
     /// The call's SID.
     pub sid: CallSid,
     /// The caller.
-    pub from: String,
+    pub from: CompactString,
     /// The dialled party.
-    pub to: String,
+    pub to: CompactString,
     /// The call's status.
     pub status: CallStatus,
     /// Always `inbound` for now: calls enter through the SIP edge.
     pub direction: &'static str,
     /// When the INVITE arrived (RFC 3339).
-    pub start_time: String,
+    pub start_time: CompactString,
     /// When it was answered.
-    pub answer_time: Option<String>,
+    pub answer_time: Option<CompactString>,
     /// When it ended.
-    pub end_time: Option<String>,
+    pub end_time: Option<CompactString>,
     /// The legs dialled from it.
     pub legs: Vec<LegRecord>,
 }
@@ -63,7 +64,7 @@ pub struct LegRecord {
     /// The leg's SID (`DialCallSid`).
     pub sid: CallSid,
     /// Who it rang: `client:alice` or a SIP URI.
-    pub to: String,
+    pub to: CompactString,
     /// `ringing`, `in-progress`, `completed`, `busy`, `no-answer`, `canceled` or `failed`.
     pub status: &'static str,
 }
@@ -195,8 +196,9 @@ impl CallRecords {
 }
 
 /// RFC 3339 UTC text of a wall-clock time, to the millisecond.
-pub fn rfc3339(time: SystemTime) -> String {
-    humantime::format_rfc3339_millis(time).to_string()
+pub fn rfc3339(time: SystemTime) -> CompactString {
+    // 24 characters: held inline, so copying a record's times allocates nothing.
+    humantime::format_rfc3339_millis(time).to_compact_string()
 }
 
 #[cfg(test)]
@@ -211,7 +213,7 @@ mod tests {
             to: "+2".into(),
             status,
             direction: "inbound",
-            start_time: format!("2026-01-01T00:00:{n:02}.000Z"),
+            start_time: format!("2026-01-01T00:00:{n:02}.000Z").into(),
             answer_time: None,
             end_time: None,
             legs: vec![],
@@ -221,6 +223,8 @@ mod tests {
     #[test]
     fn rfc3339_of_known_instants() {
         assert_eq!(rfc3339(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        // Held inline: publishing a record copies its times without allocating.
+        assert!(!rfc3339(SystemTime::now()).is_heap_allocated());
         // 2026-11-24T08:30:15.250Z = 1795509015.250 s (computed with `date -u -d`).
         let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_509_015_250);
         assert_eq!(rfc3339(t), "2026-11-24T08:30:15.250Z");

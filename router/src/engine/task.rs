@@ -58,8 +58,8 @@ pub(super) async fn run(
         let to = incoming.request.uri.user().unwrap_or_default().to_owned();
         let mut record = CallRecord {
             sid: sid.clone(),
-            from: from.clone(),
-            to: to.clone(),
+            from: from.as_str().into(),
+            to: to.as_str().into(),
             status: CallStatus::Ringing,
             direction: "inbound",
             start_time: rfc3339(SystemTime::now()),
@@ -573,7 +573,7 @@ impl CallTask {
                 };
                 record.legs.push(LegRecord {
                     sid: sid.clone(),
-                    to: destination.describe(),
+                    to: destination.describe().into(),
                     status: "ringing",
                 });
                 self.legs.insert(

@@ -4,12 +4,15 @@
 
 use std::borrow::Cow;
 
+use compact_str::CompactString;
+
 /// Ordered `(name, value)` pairs. A name may repeat; order is kept as pushed (the signature
 /// sorts its own copy). Names are mostly Twilio's constant ones (`CallSid`, `From`, …), kept
-/// without a copy.
+/// without a copy; values of up to 24 bytes (numbers, statuses, most phone numbers) are kept
+/// inline.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Params {
-    pairs: Vec<(Cow<'static, str>, String)>,
+    pairs: Vec<(Cow<'static, str>, CompactString)>,
 }
 
 impl Params {
@@ -19,13 +22,13 @@ impl Params {
     }
 
     /// Appends a pair (a repeated name is kept as a second pair).
-    pub fn push(&mut self, name: impl Into<Cow<'static, str>>, value: impl Into<String>) {
+    pub fn push(&mut self, name: impl Into<Cow<'static, str>>, value: impl Into<CompactString>) {
         self.pairs.push((name.into(), value.into()));
     }
 
     /// Replaces every pair named `name` by one pair with `value`, at the place of the first (or
     /// at the end when there was none).
-    pub fn set(&mut self, name: &str, value: impl Into<String>) {
+    pub fn set(&mut self, name: &str, value: impl Into<CompactString>) {
         let value = value.into();
         match self.pairs.iter().position(|(existing, _)| existing == name) {
             Some(first) => {
@@ -77,7 +80,7 @@ impl Params {
     }
 }
 
-impl<N: Into<Cow<'static, str>>, V: Into<String>> FromIterator<(N, V)> for Params {
+impl<N: Into<Cow<'static, str>>, V: Into<CompactString>> FromIterator<(N, V)> for Params {
     fn from_iter<I: IntoIterator<Item = (N, V)>>(pairs: I) -> Self {
         let mut params = Params::new();
         params.extend(pairs);
@@ -85,7 +88,7 @@ impl<N: Into<Cow<'static, str>>, V: Into<String>> FromIterator<(N, V)> for Param
     }
 }
 
-impl<N: Into<Cow<'static, str>>, V: Into<String>> Extend<(N, V)> for Params {
+impl<N: Into<Cow<'static, str>>, V: Into<CompactString>> Extend<(N, V)> for Params {
     fn extend<I: IntoIterator<Item = (N, V)>>(&mut self, pairs: I) {
         for (name, value) in pairs {
             self.push(name, value);

@@ -1,5 +1,7 @@
 //! Transaction keys: which transaction a message belongs to (RFC 3261 §17.1.3, §17.2.3, §9.2).
 
+use compact_str::CompactString;
+
 use crate::message::{CallId, Host, Method, Request, Response, Tag, Transport, Via};
 
 /// Identifies one transaction, client or server side. Client and server keys never compare
@@ -10,10 +12,13 @@ pub struct Key(Inner);
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Inner {
     /// RFC 3261 §17.1.3: the top Via branch and the CSeq method.
-    Client { branch: String, method: Method },
+    Client {
+        branch: CompactString,
+        method: Method,
+    },
     /// RFC 3261 §17.2.3: branch, sent-by and method (ACK counted as INVITE).
     Server {
-        branch: String,
+        branch: CompactString,
         sent_by: SentBy,
         method: Method,
     },
@@ -48,7 +53,7 @@ struct SentBy {
 struct ViaIdentity {
     transport: Transport,
     sent_by: SentBy,
-    branch: Option<String>,
+    branch: Option<CompactString>,
 }
 
 impl Key {
@@ -150,8 +155,11 @@ impl SentBy {
 
 /// Branches compare case-insensitively: RFC 3261 §7.3.1 makes parameter values case-insensitive
 /// unless a header's definition says otherwise, and §20.42 does not.
-fn normalize_branch(branch: &str) -> String {
-    branch.to_ascii_lowercase()
+/// Ours and SIPp's fit in 24 bytes and so are kept without allocating.
+fn normalize_branch(branch: &str) -> CompactString {
+    let mut normal = CompactString::from(branch);
+    normal.make_ascii_lowercase();
+    normal
 }
 
 #[cfg(test)]
