@@ -413,8 +413,7 @@ impl Core {
                 dialog,
             } => self.start_client(now, request, target, events, dialog),
             Command::SendStateless { request, target } => {
-                self.transmits
-                    .push_back((target, Bytes::from(request.to_bytes())));
+                self.transmits.push_back((target, request.to_wire()));
             }
         }
     }
@@ -447,8 +446,7 @@ impl Core {
         let origin = match self.admit(now, &request, from) {
             Admission::Stateless(response) => {
                 self.shared.stats.count_response_out(response.status);
-                self.transmits
-                    .push_back((reply_to, Bytes::from(response.to_bytes())));
+                self.transmits.push_back((reply_to, response.to_wire()));
                 return;
             }
             Admission::Stateful(origin) => origin,

@@ -22,6 +22,12 @@ const SPAN: u64 = 1 << 16;
 /// Words of the bitmap of non-empty slots.
 const WORDS: usize = (SPAN / 64) as usize;
 
+/// Emptied slot buffers kept for the next slots to fill, and the largest capacity kept: a
+/// slot filled from nothing cost one to three allocations for every millisecond of deadlines,
+/// and this bounds what the reuse holds (tens of kilobytes).
+const SPARE_BUFFERS: usize = 64;
+const SPARE_CAPACITY: usize = 64;
+
 /// Deadlines of items `T`, expired in no particular order within a tick.
 pub(super) struct Wheel<T> {
     origin: Instant,
@@ -37,6 +43,8 @@ pub(super) struct Wheel<T> {
     /// ever reached and passed the largest around, until all 65,536 slots held one: RSS grew
     /// for minutes under steady load.)
     expiring: Vec<(Instant, T)>,
+    /// Empty buffers of emptied slots, for slots about to fill (see [`SPARE_BUFFERS`]).
+    spare: Vec<Vec<(Instant, T)>>,
     len: usize,
 }
 
@@ -50,6 +58,7 @@ impl<T> Wheel<T> {
             occupied: vec![0; WORDS],
             earliest: None,
             expiring: Vec::new(),
+            spare: Vec::new(),
             len: 0,
         }
     }
@@ -60,7 +69,13 @@ impl<T> Wheel<T> {
             .tick_at_or_after(at)
             .clamp(self.next, self.next + SPAN - 1);
         let slot = (tick % SPAN) as usize;
-        self.slots[slot].push((at, item));
+        let deadlines = &mut self.slots[slot];
+        if deadlines.capacity() == 0 {
+            if let Some(buffer) = self.spare.pop() {
+                *deadlines = buffer;
+            }
+        }
+        deadlines.push((at, item));
         self.occupied[slot / 64] |= 1 << (slot % 64);
         if self.earliest.is_none_or(|earliest| tick < earliest) {
             self.earliest = Some(tick);
@@ -111,7 +126,9 @@ impl<T> Wheel<T> {
             let slot = (tick % SPAN) as usize;
             if self.instant_of(tick) <= now {
                 // The whole millisecond has passed: the slot is emptied in one go.
-                self.expiring = std::mem::take(&mut self.slots[slot]);
+                let emptied = std::mem::take(&mut self.slots[slot]);
+                let used = std::mem::replace(&mut self.expiring, emptied);
+                self.keep_spare(used);
             } else {
                 // Part of it (a virtual clock's `now`): only what is due leaves the slot.
                 let pending = &mut self.slots[slot];
@@ -156,6 +173,17 @@ impl<T> Wheel<T> {
     }
 
     /// The first tick at or after `next` whose slot holds anything.
+    /// Keeps an emptied buffer for reuse if there is room and it is not oversized.
+    fn keep_spare(&mut self, mut buffer: Vec<(Instant, T)>) {
+        buffer.clear();
+        if buffer.capacity() > 0
+            && buffer.capacity() <= SPARE_CAPACITY
+            && self.spare.len() < SPARE_BUFFERS
+        {
+            self.spare.push(buffer);
+        }
+    }
+
     fn next_occupied(&self) -> Option<u64> {
         if self.len == self.expiring.len() {
             return None;
@@ -209,6 +237,21 @@ mod tests {
         let mut items = std::iter::from_fn(|| wheel.pop(now)).collect::<Vec<_>>();
         items.sort_unstable();
         items
+    }
+
+    #[test]
+    fn emptied_slot_buffers_are_reused_and_their_number_bounded() {
+        let origin = Instant::now();
+        let mut wheel = Wheel::new(origin);
+        let ms = |n: u64| origin + Duration::from_millis(n);
+        for tick in 1..=200 {
+            wheel.insert(ms(tick), tick as u32);
+        }
+        assert_eq!(drain(&mut wheel, ms(300)).len(), 200);
+        assert_eq!(wheel.spare.len(), SPARE_BUFFERS, "kept, up to the bound");
+        wheel.insert(ms(400), 1);
+        assert_eq!(wheel.spare.len(), SPARE_BUFFERS - 1, "a filling slot takes one");
+        assert!(wheel.slots.iter().filter(|slot| slot.capacity() > 0).count() == 1);
     }
 
     #[test]

@@ -201,6 +201,18 @@ impl Request {
         serialize::write_request(self, &mut out);
         out
     }
+
+    /// Serializes the request into [`Bytes`] to send and keep for retransmission.
+    pub fn to_wire(&self) -> Bytes {
+        wire(self.to_bytes())
+    }
+}
+
+/// `bytes` as [`Bytes`] without the extra allocation `Bytes::from` makes for a vector with
+/// spare capacity: trimmed first, which the allocator does in place while the estimate was
+/// less than twice the length (mimalloc), and one allocation fewer per message sent.
+fn wire(bytes: Vec<u8>) -> Bytes {
+    Bytes::from(bytes.into_boxed_slice())
 }
 
 impl Response {
@@ -215,6 +227,11 @@ impl Response {
         let mut out = Vec::with_capacity(384 + self.body.len());
         serialize::write_response(self, &mut out);
         out
+    }
+
+    /// Serializes the response into [`Bytes`] to send and keep for retransmission.
+    pub fn to_wire(&self) -> Bytes {
+        wire(self.to_bytes())
     }
 }
 

@@ -101,7 +101,7 @@ impl TimerName for Timer {
 impl ClientInvite {
     /// Starts the transaction: queues the INVITE and arms Timer B (and Timer A over UDP).
     pub fn new(request: Request, reliable: bool, timers: Timers, now: Instant) -> Self {
-        let request_bytes = Bytes::from(request.to_bytes());
+        let request_bytes = request.to_wire();
         let mut transaction = ClientInvite {
             request: Some(Box::new(request)),
             request_bytes: request_bytes.clone(),
@@ -160,7 +160,7 @@ impl ClientInvite {
                     // the transaction waits Timer D for retransmissions of it.
                     self.table.stop_all();
                     if let Some(ack) = self.ack_for(&response) {
-                        let ack = Bytes::from(ack.to_bytes());
+                        let ack = ack.to_wire();
                         self.transmits.push(ack.clone());
                         self.ack = Some(ack);
                     }
@@ -317,10 +317,7 @@ mod tests {
         let start = Instant::now();
         let request = invite();
         let mut transaction = ClientInvite::new(request.clone(), false, Timers::default(), start);
-        assert_eq!(
-            transaction.poll_transmit(),
-            Some(Bytes::from(request.to_bytes()))
-        );
+        assert_eq!(transaction.poll_transmit(), Some(request.to_wire()));
         let busy = request.response(StatusCode::BUSY_HERE, Some(&Tag::new("srv")));
         transaction.handle_response(busy.clone(), start);
 

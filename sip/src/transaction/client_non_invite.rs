@@ -99,7 +99,7 @@ impl TimerName for Timer {
 impl ClientNonInvite {
     /// Starts the transaction: queues the request and arms Timer F (and Timer E over UDP).
     pub fn new(request: Request, reliable: bool, timers: Timers, now: Instant) -> Self {
-        let request_bytes = Bytes::from(request.to_bytes());
+        let request_bytes = request.to_wire();
         let mut transaction = ClientNonInvite {
             method: request.method,
             request_bytes: request_bytes.clone(),

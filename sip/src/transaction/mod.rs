@@ -143,29 +143,45 @@ pub enum Event {
 /// Bound on transmissions and on events waiting to be polled, per transaction.
 pub const MAX_QUEUED: usize = 64;
 
-/// A FIFO that drops new items once [`MAX_QUEUED`] are waiting.
+/// A FIFO that drops new items once [`MAX_QUEUED`] are waiting. The owner drains it after
+/// every input, so it mostly holds one item: that one is kept inline, and only a second one
+/// waiting allocates (a message sent cost an allocation here, for a queue of one).
 #[derive(Debug)]
-struct Queue<T>(VecDeque<T>);
+struct Queue<T> {
+    /// The oldest item, when it is the only one or was queued while the queue was empty.
+    first: Option<T>,
+    /// Items queued behind `first`.
+    rest: VecDeque<T>,
+}
 
 impl<T> Queue<T> {
     fn new() -> Self {
-        Queue(VecDeque::new())
+        Queue {
+            first: None,
+            rest: VecDeque::new(),
+        }
     }
 
     fn push(&mut self, item: T) {
-        // The owner is expected to drain after every call; if it does not, what is dropped is at
-        // worst a retransmission or a duplicate event, never unbounded memory.
-        if self.0.len() < MAX_QUEUED {
-            self.0.push_back(item);
+        let queued = usize::from(self.first.is_some()) + self.rest.len();
+        if queued == 0 {
+            self.first = Some(item);
+        } else if queued < MAX_QUEUED {
+            // The owner is expected to drain after every call; if it does not, what is dropped
+            // is at worst a retransmission or a duplicate event, never unbounded memory.
+            self.rest.push_back(item);
         }
     }
 
     fn pop(&mut self) -> Option<T> {
-        let item = self.0.pop_front();
-        if item.is_none() && self.0.capacity() > 0 {
+        if let Some(item) = self.first.take() {
+            return Some(item);
+        }
+        let item = self.rest.pop_front();
+        if item.is_none() && self.rest.capacity() > 0 {
             // Drained: the buffer goes back, so a transaction lingering for its timers holds no
             // queue memory.
-            self.0 = VecDeque::new();
+            self.rest = VecDeque::new();
         }
         item
     }

@@ -108,7 +108,7 @@ impl ServerInvite {
     /// Starts the transaction for a received INVITE and queues `100 Trying` (RFC 3261 §17.2.1
     /// allows sending it at once rather than after 200 ms; §8.2.6.1 copies Timestamp into it).
     pub fn new(request: Request, reliable: bool, timers: Timers, _now: Instant) -> Self {
-        let trying = Bytes::from(request.response(StatusCode::TRYING, None).to_bytes());
+        let trying = request.response(StatusCode::TRYING, None).to_wire();
         let mut transaction = ServerInvite {
             cseq: request.headers.cseq.seq,
             request: Some(Box::new(request)),
@@ -180,7 +180,7 @@ impl ServerInvite {
     /// 2xx is still sent (RFC 6026 §7.1); anything else is discarded.
     pub fn send_response(&mut self, response: Response, now: Instant) {
         let status = response.status;
-        let bytes = Bytes::from(response.to_bytes());
+        let bytes = response.to_wire();
         match self.state {
             State::Proceeding if status.is_provisional() => {
                 self.transmits.push(bytes.clone());

@@ -128,7 +128,7 @@ impl ServerNonInvite {
             return;
         }
         let is_final = response.status.is_final();
-        let bytes = Bytes::from(response.to_bytes());
+        let bytes = response.to_wire();
         self.transmits.push(bytes.clone());
         self.last_response = Some(bytes);
         if !is_final {

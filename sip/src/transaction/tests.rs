@@ -1005,3 +1005,26 @@ fn cancel_while_proceeding_lets_the_invite_end_with_487() {
         "Timer I"
     );
 }
+
+#[test]
+fn the_queue_is_first_in_first_out_bounded_and_holds_one_item_without_a_buffer() {
+    let mut queue = Queue::new();
+    queue.push(1);
+    assert_eq!(queue.rest.capacity(), 0, "one item is held inline");
+    queue.push(2);
+    assert_eq!(queue.pop(), Some(1));
+    queue.push(3);
+    assert_eq!(queue.pop(), Some(2));
+    assert_eq!(queue.pop(), Some(3));
+    assert_eq!(queue.pop(), None);
+    assert_eq!(
+        queue.rest.capacity(),
+        0,
+        "a drained queue gives its buffer back"
+    );
+    for item in 0..2 * MAX_QUEUED {
+        queue.push(item);
+    }
+    let kept = std::iter::from_fn(|| queue.pop()).collect::<Vec<_>>();
+    assert_eq!(kept, (0..MAX_QUEUED).collect::<Vec<_>>());
+}
