@@ -92,7 +92,8 @@ pub(super) async fn run(
 
 /// The caller's side of the call.
 struct Caller {
-    request: Request,
+    /// The INVITE, shared with its server transaction.
+    request: Arc<Request>,
     key: sip::transaction::Key,
     local_tag: sip::message::Tag,
     events: mpsc::UnboundedReceiver<CallEvent>,

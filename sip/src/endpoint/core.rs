@@ -82,6 +82,11 @@ impl ServerTransaction {
     fn request(&self) -> Option<&Request> {
         delegate!(self, t => t.request())
     }
+
+    /// The same, shared with the TU without a copy.
+    fn shared_request(&self) -> Option<Arc<Request>> {
+        delegate!(self, t => t.shared_request())
+    }
 }
 
 impl ClientTransaction {
@@ -561,7 +566,8 @@ impl Core {
         let Some(entry) = self.servers.get_mut(key) else {
             return;
         };
-        let (Some(origin), Some(request)) = (entry.origin.clone(), entry.transaction.request())
+        let (Some(origin), Some(request)) =
+            (entry.origin.clone(), entry.transaction.shared_request())
         else {
             // Admission gives every out-of-dialog INVITE an origin; nothing else gets here,
             // and only unanswered.
@@ -570,7 +576,7 @@ impl Core {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let local_tag = entry.local_tag.clone().unwrap_or_else(Tag::random);
         let call = IncomingCall {
-            request: request.clone(),
+            request,
             source: from.source,
             origin,
             local_tag,
@@ -771,16 +777,15 @@ impl Core {
         let Some(entry) = self.servers.get_mut(key) else {
             return;
         };
-        let Some(request) = entry.transaction.request() else {
+        let Some(request) = entry.transaction.shared_request() else {
             return;
         };
         let route = dialog_key(&request.headers).and_then(|d| self.dialogs.get(&d));
         match route {
             Some(route) if !route.call.is_closed() => {
-                let _ = route.call.send(CallEvent::Request(
-                    Box::new(request.clone()),
-                    Box::new(key.clone()),
-                ));
+                let _ = route
+                    .call
+                    .send(CallEvent::Request(request, Box::new(key.clone())));
                 let answer_by = now + self.timers.transaction_timeout();
                 entry.answer_by = Some(answer_by);
                 let owner = Arc::clone(&entry.key);

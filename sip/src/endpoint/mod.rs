@@ -50,8 +50,8 @@ pub enum CallEvent {
     /// The ACK for our 2xx arrived (RFC 3261 §13.3.1.4).
     Ack(Box<Request>),
     /// An in-dialog request (BYE, INFO, UPDATE, re-INVITE): answer it with
-    /// [`EndpointHandle::respond`] and the given key.
-    Request(Box<Request>, Box<Key>),
+    /// [`EndpointHandle::respond`] and the given key. Shared with its transaction, not copied.
+    Request(Arc<Request>, Box<Key>),
     /// No ACK came for our final response (Timer H or L): the call is over.
     NoAck,
     /// The transport failed while sending a response.
@@ -61,8 +61,8 @@ pub enum CallEvent {
 /// An INVITE that passed the edge's checks, for call control to answer.
 #[derive(Debug)]
 pub struct IncomingCall {
-    /// The INVITE.
-    pub request: Request,
+    /// The INVITE (shared with its transaction, not copied).
+    pub request: Arc<Request>,
     /// Where it came from.
     pub source: SocketAddr,
     /// The trunk or authenticated user that placed it.

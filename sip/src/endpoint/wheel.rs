@@ -250,8 +250,19 @@ mod tests {
         assert_eq!(drain(&mut wheel, ms(300)).len(), 200);
         assert_eq!(wheel.spare.len(), SPARE_BUFFERS, "kept, up to the bound");
         wheel.insert(ms(400), 1);
-        assert_eq!(wheel.spare.len(), SPARE_BUFFERS - 1, "a filling slot takes one");
-        assert!(wheel.slots.iter().filter(|slot| slot.capacity() > 0).count() == 1);
+        assert_eq!(
+            wheel.spare.len(),
+            SPARE_BUFFERS - 1,
+            "a filling slot takes one"
+        );
+        assert!(
+            wheel
+                .slots
+                .iter()
+                .filter(|slot| slot.capacity() > 0)
+                .count()
+                == 1
+        );
     }
 
     #[test]

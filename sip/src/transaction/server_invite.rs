@@ -1,5 +1,6 @@
 //! The INVITE server transaction (RFC 3261 §17.2.1, with RFC 6026 §7.1's Accepted state).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -13,7 +14,7 @@ use crate::message::{Method, Request, Response, StatusCode};
 pub struct ServerInvite {
     /// The INVITE, until the final response: a transaction lingering for Timer L or I keeps
     /// only what it re-sends.
-    request: Option<Box<Request>>,
+    request: Option<Arc<Request>>,
     /// The INVITE's CSeq number, which the ACK for a 2xx must carry.
     cseq: u32,
     reliable: bool,
@@ -111,7 +112,7 @@ impl ServerInvite {
         let trying = request.response(StatusCode::TRYING, None).to_wire();
         let mut transaction = ServerInvite {
             cseq: request.headers.cseq.seq,
-            request: Some(Box::new(request)),
+            request: Some(Arc::new(request)),
             reliable,
             timers,
             state: State::Proceeding,
@@ -129,6 +130,11 @@ impl ServerInvite {
     /// The INVITE this transaction answers; `None` once the final response was sent.
     pub fn request(&self) -> Option<&Request> {
         self.request.as_deref()
+    }
+
+    /// The request, shared: handed to the TU without a copy.
+    pub fn shared_request(&self) -> Option<Arc<Request>> {
+        self.request.clone()
     }
 
     /// The INVITE's CSeq number.

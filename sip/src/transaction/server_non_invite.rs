@@ -1,5 +1,6 @@
 //! The non-INVITE server transaction (RFC 3261 §17.2.2).
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -13,7 +14,7 @@ use crate::message::{Request, Response};
 pub struct ServerNonInvite {
     /// The request, until the final response: a transaction lingering for Timer J keeps only
     /// the response it repeats.
-    request: Option<Box<Request>>,
+    request: Option<Arc<Request>>,
     reliable: bool,
     timers: Timers,
     state: State,
@@ -94,7 +95,7 @@ impl ServerNonInvite {
     /// responds.
     pub fn new(request: Request, reliable: bool, timers: Timers, _now: Instant) -> Self {
         ServerNonInvite {
-            request: Some(Box::new(request)),
+            request: Some(Arc::new(request)),
             reliable,
             timers,
             state: State::Trying,
@@ -108,6 +109,11 @@ impl ServerNonInvite {
     /// The request this transaction answers; `None` once the final response was sent.
     pub fn request(&self) -> Option<&Request> {
         self.request.as_deref()
+    }
+
+    /// The request, shared: handed to the TU without a copy.
+    pub fn shared_request(&self) -> Option<Arc<Request>> {
+        self.request.clone()
     }
 
     /// Feeds a retransmission of the request ([`super::Key::server`] matched).
