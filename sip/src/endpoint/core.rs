@@ -904,7 +904,7 @@ impl Core {
     fn start_client(
         &mut self,
         now: Instant,
-        request: Request,
+        request: Arc<Request>,
         target: Target,
         events: mpsc::UnboundedSender<ClientEvent>,
         dialog: Option<mpsc::UnboundedSender<CallEvent>>,
@@ -917,6 +917,8 @@ impl Core {
         let transaction = if request.method == Method::Invite {
             ClientTransaction::Invite(ClientInvite::new(request, reliable, self.timers, now))
         } else {
+            // Only an INVITE's sender keeps a share: this one is unwrapped, not copied.
+            let request = Arc::unwrap_or_clone(request);
             ClientTransaction::NonInvite(ClientNonInvite::new(request, reliable, self.timers, now))
         };
         let key = Arc::new(key);
@@ -1285,7 +1287,7 @@ mod tests {
         core.handle_command(
             now,
             Command::SendRequest {
-                request,
+                request: Arc::new(request),
                 target: Target {
                     transport: ListenTransport::Udp,
                     addr: "127.0.0.1:5070".parse().unwrap(),

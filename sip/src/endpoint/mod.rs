@@ -141,7 +141,8 @@ pub(crate) enum Command {
         response: Response,
     },
     SendRequest {
-        request: Request,
+        /// Shared with the sender of an INVITE, which needs it for a CANCEL.
+        request: Arc<Request>,
         target: Target,
         events: mpsc::UnboundedSender<ClientEvent>,
         /// For an INVITE that creates a dialog: where the dialog's in-dialog requests go.
@@ -157,8 +158,9 @@ pub(crate) enum Command {
 /// two streams it produces.
 #[derive(Debug)]
 pub struct OutgoingInvite {
-    /// The INVITE as sent, top Via included (RFC 3261 §9.1: the CANCEL copies it).
-    pub request: Request,
+    /// The INVITE as sent, top Via included (RFC 3261 §9.1: the CANCEL copies it); shared
+    /// with its client transaction.
+    pub request: Arc<Request>,
     /// Provisional and final responses (and further 2xx from other forks).
     pub responses: mpsc::UnboundedReceiver<ClientEvent>,
     /// Requests the callee sends within the dialogs the INVITE creates (BYE, INFO, re-INVITE):
@@ -214,7 +216,7 @@ impl EndpointHandle {
         let (tx, rx) = mpsc::unbounded_channel();
         request.headers.via = vec![self.via(target, &Branch::random())];
         let _ = self.commands.send(Command::SendRequest {
-            request,
+            request: Arc::new(request),
             target,
             events: tx,
             dialog: None,
@@ -229,8 +231,9 @@ impl EndpointHandle {
         let (responses_tx, responses) = mpsc::unbounded_channel();
         let (events_tx, events) = mpsc::unbounded_channel();
         request.headers.via = vec![self.via(target, &Branch::random())];
+        let request = Arc::new(request);
         let _ = self.commands.send(Command::SendRequest {
-            request: request.clone(),
+            request: Arc::clone(&request),
             target,
             events: responses_tx,
             dialog: Some(events_tx),
@@ -269,7 +272,7 @@ impl EndpointHandle {
         // Nobody waits for the CANCEL's own 200: the INVITE's responses tell the outcome.
         let (events, _) = mpsc::unbounded_channel();
         let _ = self.commands.send(Command::SendRequest {
-            request: cancel,
+            request: Arc::new(cancel),
             target,
             events,
             dialog: None,

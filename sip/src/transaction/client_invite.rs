@@ -1,5 +1,6 @@
 //! The INVITE client transaction (RFC 3261 §17.1.1, with RFC 6026 §7.2's Accepted state).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -13,7 +14,7 @@ use crate::message::{CSeq, Headers, Method, Request, Response};
 pub struct ClientInvite {
     /// The INVITE, until its final response (the ACK for a 3xx–6xx is built from it): a
     /// transaction lingering for Timer D or M keeps only that ACK.
-    request: Option<Box<Request>>,
+    request: Option<Arc<Request>>,
     /// The INVITE on the wire, kept for retransmissions until a response stops them.
     request_bytes: Bytes,
     /// The ACK for a 3xx–6xx, built once and re-sent for each retransmitted final response.
@@ -100,10 +101,16 @@ impl TimerName for Timer {
 
 impl ClientInvite {
     /// Starts the transaction: queues the INVITE and arms Timer B (and Timer A over UDP).
-    pub fn new(request: Request, reliable: bool, timers: Timers, now: Instant) -> Self {
+    pub fn new(
+        request: impl Into<Arc<Request>>,
+        reliable: bool,
+        timers: Timers,
+        now: Instant,
+    ) -> Self {
+        let request = request.into();
         let request_bytes = request.to_wire();
         let mut transaction = ClientInvite {
-            request: Some(Box::new(request)),
+            request: Some(request),
             request_bytes: request_bytes.clone(),
             ack: None,
             reliable,
