@@ -1,9 +1,10 @@
 //! SIP and SIPS URIs (RFC 3261 §19.1, §25.1) with IPv6 references (RFC 5118), and other schemes
 //! kept opaque (they are carried, never interpreted).
 
-use compact_str::CompactString;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use compact_str::CompactString;
 
 use super::header::Params;
 use super::parse::Scanner;

@@ -6,10 +6,11 @@
 //! sends the returned response. Memory is bounded by the number of configured users times
 //! [`RegistrationLimits::max_contacts_per_user`].
 
-use compact_str::ToCompactString;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+
+use compact_str::ToCompactString;
 
 use crate::config::{ListenTransport, RegistrationLimits};
 use crate::message::{CallId, Contact, NameAddr, Request, Response, StatusCode, Tag, Uri};
