@@ -471,7 +471,7 @@ pub(super) fn send_bye(
         endpoint.via(target, &Branch::random()),
         contact,
     );
-    drop(endpoint.send_request(bye, target));
+    endpoint.send_request_unwatched(bye, target);
 }
 
 /// Where in-dialog requests go: the remote target if it names an IP address (RFC 3261

@@ -906,14 +906,18 @@ impl Core {
         now: Instant,
         request: Arc<Request>,
         target: Target,
-        events: mpsc::UnboundedSender<ClientEvent>,
+        events: Option<mpsc::UnboundedSender<ClientEvent>>,
         dialog: Option<mpsc::UnboundedSender<CallEvent>>,
     ) {
         let Some(key) = Key::client(&request) else {
-            let _ = events.send(ClientEvent::TransportError);
+            if let Some(events) = events {
+                let _ = events.send(ClientEvent::TransportError);
+            }
             return;
         };
         let reliable = target.transport == ListenTransport::Tcp;
+        // A request nobody waits on holds no channel, so its owner needs no checks.
+        let watched = events.is_some() || dialog.is_some();
         let transaction = if request.method == Method::Invite {
             ClientTransaction::Invite(ClientInvite::new(request, reliable, self.timers, now))
         } else {
@@ -928,7 +932,7 @@ impl Core {
                 key: Arc::clone(&key),
                 transaction,
                 target,
-                events: Some(events),
+                events,
                 dialog,
                 armed: None,
             }),
@@ -937,7 +941,9 @@ impl Core {
             .stats
             .client_transactions
             .fetch_add(1, Ordering::Relaxed);
-        self.check_owner_at(now + OWNER_CHECK, &key);
+        if watched {
+            self.check_owner_at(now + OWNER_CHECK, &key);
+        }
         self.drive_client(&key);
     }
 
@@ -1294,7 +1300,7 @@ mod tests {
                     connection: None,
                     local: None,
                 },
-                events,
+                events: Some(events),
                 dialog: None,
             },
         );

@@ -144,7 +144,8 @@ pub(crate) enum Command {
         /// Shared with the sender of an INVITE, which needs it for a CANCEL.
         request: Arc<Request>,
         target: Target,
-        events: mpsc::UnboundedSender<ClientEvent>,
+        /// Where the responses go; `None` when nobody waits for them.
+        events: Option<mpsc::UnboundedSender<ClientEvent>>,
         /// For an INVITE that creates a dialog: where the dialog's in-dialog requests go.
         dialog: Option<mpsc::UnboundedSender<CallEvent>>,
     },
@@ -218,10 +219,23 @@ impl EndpointHandle {
         let _ = self.commands.send(Command::SendRequest {
             request: Arc::new(request),
             target,
-            events: tx,
+            events: Some(tx),
             dialog: None,
         });
         rx
+    }
+
+    /// Sends `request` like [`EndpointHandle::send_request`] for a sender that does not wait
+    /// for its answer (a BYE: the dialog ends either way). No channel is made for its responses;
+    /// the transaction still retransmits and absorbs them.
+    pub fn send_request_unwatched(&self, mut request: Request, target: Target) {
+        request.headers.via = vec![self.via(target, &Branch::random())];
+        let _ = self.commands.send(Command::SendRequest {
+            request: Arc::new(request),
+            target,
+            events: None,
+            dialog: None,
+        });
     }
 
     /// Sends an INVITE toward `target` like [`EndpointHandle::send_request`], and routes the
@@ -235,7 +249,7 @@ impl EndpointHandle {
         let _ = self.commands.send(Command::SendRequest {
             request: Arc::clone(&request),
             target,
-            events: responses_tx,
+            events: Some(responses_tx),
             dialog: Some(events_tx),
         });
         OutgoingInvite {
@@ -270,11 +284,10 @@ impl EndpointHandle {
             body: Default::default(),
         };
         // Nobody waits for the CANCEL's own 200: the INVITE's responses tell the outcome.
-        let (events, _) = mpsc::unbounded_channel();
         let _ = self.commands.send(Command::SendRequest {
             request: Arc::new(cancel),
             target,
-            events,
+            events: None,
             dialog: None,
         });
     }
