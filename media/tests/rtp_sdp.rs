@@ -291,13 +291,7 @@ a=recvonly\r\n";
 #[test]
 fn rtcp_goes_to_the_a_rtcp_port_and_address_else_to_rtp_port_plus_one() {
     let local: SocketAddr = "10.0.0.1:30000".parse().unwrap();
-    let offer = |extra: &str| {
-        let body = format!(
-            "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n\
-             m=audio 4000 RTP/AVP 0\r\n{extra}"
-        );
-        Session::parse(body.as_bytes()).unwrap()
-    };
+    let offer = |extra: &str| audio_session("192.0.2.1", extra);
     let plain = sdp::answer(&offer(""), local, &[Codec::Pcmu], true).unwrap();
     assert_eq!(
         plain.negotiated.remote_rtcp,
@@ -330,13 +324,7 @@ fn rtcp_goes_to_the_a_rtcp_port_and_address_else_to_rtp_port_plus_one() {
 #[test]
 fn rtcp_is_multiplexed_exactly_when_both_sides_say_so() {
     let local: SocketAddr = "10.0.0.1:30000".parse().unwrap();
-    let offer = |extra: &str| {
-        let body = format!(
-            "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n\
-             m=audio 4000 RTP/AVP 0\r\na=rtcp:5005\r\n{extra}"
-        );
-        Session::parse(body.as_bytes()).unwrap()
-    };
+    let offer = |extra: &str| audio_session("192.0.2.1", &format!("a=rtcp:5005\r\n{extra}"));
     let muxing = offer("a=rtcp-mux\r\n");
     assert!(muxing.offers_rtcp_mux());
     assert!(!offer("").offers_rtcp_mux());
@@ -365,13 +353,7 @@ fn rtcp_is_multiplexed_exactly_when_both_sides_say_so() {
         Session::parse(our_offer.to_string().as_bytes()).unwrap(),
         our_offer
     );
-    let peer_answer = |extra: &str| {
-        let body = format!(
-            "v=0\r\no=- 1 1 IN IP4 198.51.100.9\r\ns=-\r\nc=IN IP4 198.51.100.9\r\nt=0 0\r\n\
-             m=audio 4000 RTP/AVP 0\r\n{extra}"
-        );
-        Session::parse(body.as_bytes()).unwrap()
-    };
+    let peer_answer = |extra: &str| audio_session("198.51.100.9", extra);
     let accepted = sdp::accept_answer(&our_offer, &peer_answer("a=rtcp-mux\r\n"), &BOTH);
     let accepted = accepted.unwrap();
     assert!(accepted.rtcp_mux);
@@ -383,4 +365,14 @@ fn rtcp_is_multiplexed_exactly_when_both_sides_say_so() {
     let plain_offer = offer("");
     let unasked = sdp::accept_answer(&plain_offer, &peer_answer("a=rtcp-mux\r\n"), &BOTH);
     assert!(!unasked.unwrap().rtcp_mux);
+}
+
+/// A session from `address` with one PCMU stream on port 4000 and `attributes` (whole
+/// `a=` lines) after its `m=` line.
+fn audio_session(address: &str, attributes: &str) -> Session {
+    let body = format!(
+        "v=0\r\no=- 1 1 IN IP4 {address}\r\ns=-\r\nc=IN IP4 {address}\r\nt=0 0\r\n\
+         m=audio 4000 RTP/AVP 0\r\n{attributes}"
+    );
+    Session::parse(body.as_bytes()).unwrap()
 }
