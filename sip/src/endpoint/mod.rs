@@ -211,52 +211,61 @@ impl EndpointHandle {
     /// carried. Responses arrive on the returned channel.
     pub fn send_request(
         &self,
-        mut request: Request,
+        request: Request,
         target: Target,
     ) -> mpsc::UnboundedReceiver<ClientEvent> {
         let (tx, rx) = mpsc::unbounded_channel();
-        request.headers.via = vec![self.via(target, &Branch::random())];
-        let _ = self.commands.send(Command::SendRequest {
-            request: Arc::new(request),
-            target,
-            events: Some(tx),
-            dialog: None,
-        });
+        self.start_request(self.with_our_via(request, target), target, Some(tx), None);
         rx
     }
 
     /// Sends `request` like [`EndpointHandle::send_request`] for a sender that does not wait
     /// for its answer (a BYE: the dialog ends either way). No channel is made for its responses;
     /// the transaction still retransmits and absorbs them.
-    pub fn send_request_unwatched(&self, mut request: Request, target: Target) {
-        request.headers.via = vec![self.via(target, &Branch::random())];
-        let _ = self.commands.send(Command::SendRequest {
-            request: Arc::new(request),
-            target,
-            events: None,
-            dialog: None,
-        });
+    pub fn send_request_unwatched(&self, request: Request, target: Target) {
+        self.start_request(self.with_our_via(request, target), target, None, None);
     }
 
     /// Sends an INVITE toward `target` like [`EndpointHandle::send_request`], and routes the
     /// requests of every dialog it creates (RFC 3261 §12.1.2: a 1xx with a To tag or a 2xx
     /// creates one) to [`OutgoingInvite::events`] for as long as that receiver lives.
-    pub fn send_invite(&self, mut request: Request, target: Target) -> OutgoingInvite {
+    pub fn send_invite(&self, request: Request, target: Target) -> OutgoingInvite {
         let (responses_tx, responses) = mpsc::unbounded_channel();
         let (events_tx, events) = mpsc::unbounded_channel();
-        request.headers.via = vec![self.via(target, &Branch::random())];
-        let request = Arc::new(request);
-        let _ = self.commands.send(Command::SendRequest {
-            request: Arc::clone(&request),
+        let request = self.with_our_via(request, target);
+        self.start_request(
+            Arc::clone(&request),
             target,
-            events: Some(responses_tx),
-            dialog: Some(events_tx),
-        });
+            Some(responses_tx),
+            Some(events_tx),
+        );
         OutgoingInvite {
             request,
             responses,
             events,
         }
+    }
+
+    /// `request` with our own Via only, with a fresh branch (RFC 3261 §8.1.1.7).
+    fn with_our_via(&self, mut request: Request, target: Target) -> Arc<Request> {
+        request.headers.via = vec![self.via(target, &Branch::random())];
+        Arc::new(request)
+    }
+
+    /// Hands `request` to the endpoint task for a new client transaction.
+    fn start_request(
+        &self,
+        request: Arc<Request>,
+        target: Target,
+        events: Option<mpsc::UnboundedSender<ClientEvent>>,
+        dialog: Option<mpsc::UnboundedSender<CallEvent>>,
+    ) {
+        let _ = self.commands.send(Command::SendRequest {
+            request,
+            target,
+            events,
+            dialog,
+        });
     }
 
     /// Cancels a pending INVITE sent with [`EndpointHandle::send_invite`] (RFC 3261 §9.1): a
@@ -284,12 +293,7 @@ impl EndpointHandle {
             body: Default::default(),
         };
         // Nobody waits for the CANCEL's own 200: the INVITE's responses tell the outcome.
-        let _ = self.commands.send(Command::SendRequest {
-            request: Arc::new(cancel),
-            target,
-            events: None,
-            dialog: None,
-        });
+        self.start_request(Arc::new(cancel), target, None, None);
     }
 
     /// Sends a request outside any transaction (the ACK for a 2xx, RFC 3261 §13.2.2.4). The
